@@ -1,0 +1,113 @@
+"""Full-text search over ZIM archives with snippets built from the article text.
+
+libzim returns only paths, so snippets are made here: strip the HTML, find the first query term, cut a window.
+libzim's Searcher is not thread-safe, so each archive's searcher is used under its own lock.
+"""
+from __future__ import annotations
+
+import html
+import re
+import threading
+from dataclasses import asdict, dataclass
+
+SNIPPET_CHARS = 220
+_TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.S | re.I)
+_SPACE = re.compile(r"\s+")
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class QueryError(ValueError):
+    """The query cannot be searched (empty, too long)."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    book: str
+    path: str
+    title: str
+    snippet: str  # HTML-escaped text with <b> around the query terms
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    pattern: str
+    start: int
+    page_length: int
+    estimated_total: int
+    hits: list[Hit]
+
+
+def _lock_for(uuid: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(uuid, threading.Lock())
+
+
+def terms_of(pattern: str) -> list[str]:
+    return [t for t in re.findall(r"\w+", pattern.lower()) if t]
+
+
+def plain_text(html_bytes: bytes) -> str:
+    text = html_bytes.decode("utf-8", "replace")
+    body = re.search(r"<body\b[^>]*>(.*)</body>", text, re.S | re.I)
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", body.group(1) if body else text))).strip()
+
+
+def snippet(text: str, terms: list[str], width: int = SNIPPET_CHARS) -> str:
+    lower = text.lower()
+    positions = [p for p in (lower.find(t) for t in terms) if p >= 0]
+    start = max(0, min(positions) - width // 3) if positions else 0
+    window = text[start:start + width]
+    if start > 0:
+        window = "…" + window.split(" ", 1)[-1]
+    if start + width < len(text):
+        window = window.rsplit(" ", 1)[0] + "…"
+    escaped = html.escape(window)
+    for term in sorted(set(terms), key=len, reverse=True):
+        escaped = re.sub(rf"(?i)(?<![\w>])({re.escape(html.escape(term))}\w*)", r"<b>\1</b>", escaped)
+    return escaped
+
+
+def validate(pattern: str) -> str:
+    pattern = (pattern or "").strip()
+    if not pattern:
+        raise QueryError("empty query")
+    if len(pattern) > 500:
+        raise QueryError("query longer than 500 characters")
+    if not terms_of(pattern):
+        raise QueryError("query has no words to search for")
+    return pattern
+
+
+def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 0,
+                 page_length: int = 25) -> SearchPage:
+    """Search (book name, Archive) pairs with a full-text index; results book after book, best first."""
+    from libzim.search import Query, Searcher
+
+    pattern = validate(pattern)
+    terms = terms_of(pattern)
+    wanted = start + page_length
+    total, collected = 0, []
+    for name, archive in archives:
+        if not archive.has_fulltext_index:
+            continue
+        with _lock_for(str(archive.uuid)):
+            found = Searcher(archive).search(Query().set_query(pattern))
+            count = found.getEstimatedMatches()
+            paths = list(found.getResults(0, max(0, wanted - len(collected)))) if len(collected) < wanted else []
+        total += count
+        for path in paths:
+            collected.append((name, archive, path))
+    hits = []
+    for name, archive, path in collected[start:wanted]:
+        try:
+            entry = archive.get_entry_by_path(path)
+            item = entry.get_item()
+            text = plain_text(bytes(item.content)) if item.mimetype.startswith("text/html") else ""
+        except (KeyError, RuntimeError):
+            continue
+        hits.append(Hit(book=name, path=path, title=entry.title or path, snippet=snippet(text, terms)))
+    return SearchPage(pattern=pattern, start=start, page_length=page_length, estimated_total=total, hits=hits)
