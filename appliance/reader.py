@@ -1,6 +1,7 @@
 """The ZIM reader: /content/<book>/<path>, main pages and random articles, as Kiwix clients expect."""
 from __future__ import annotations
 
+import random
 from urllib.parse import quote
 
 from flask import abort, redirect, request
@@ -71,11 +72,25 @@ def random_article():
     if not book:
         abort(404, description="The library is empty.")
     archive = _archive_or_404(book)
+    entry = _random_page(archive)
+    if entry is None:
+        abort(404, description=f"{book} has no articles to pick from.")
+    return redirect(_content_url(book, entry.path), 302)
+
+
+def _random_page(archive):
     try:
-        for _ in range(16):  # a random entry can be a redirect; try a few before falling back to resolving it
+        for _ in range(16):  # a random front entry can be a redirect; try a few
             entry = archive.get_random_entry()
             if not entry.is_redirect:
-                break
+                return entry
+        return _resolve(entry)
     except (KeyError, RuntimeError):
-        abort(404, description=f"{book} has no articles to pick from.")
-    return redirect(_content_url(book, _resolve(entry).path), 302)
+        pass
+    # Older archives flag no front articles at all: draw HTML entries by id instead.
+    rng = random.Random()
+    for _ in range(64):
+        entry = archive._get_entry_by_id(rng.randrange(archive.all_entry_count))
+        if not entry.is_redirect and entry.get_item().mimetype.startswith("text/html"):
+            return entry
+    return None
