@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need, then pytest.
+# Usage: bash tests/run.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+# Debian tools the tests drive for real: systemd-analyze verifies the rendered unit.
+need=()
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "installing Debian packages: ${need[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    else
+        echo "note: missing ${need[*]}; the tests that need them will say so" >&2
+    fi
+fi
+
+PY=${PYTHON:-python3}
+VENV=${ALMANAC_TEST_VENV:-$ROOT/.venv-test}
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+# A wheelhouse (almanac's wheel + every dependency + build tools) so the installer test
+# installs with no network at all, exactly as `install.sh --wheelhouse` promises.
+export ALMANAC_WHEELHOUSE=${ALMANAC_WHEELHOUSE:-$ROOT/.wheelhouse}
+"$VENV/bin/python" -m pip wheel -q --disable-pip-version-check -w "$ALMANAC_WHEELHOUSE" . setuptools wheel
+
+set +e
+"$VENV/bin/python" -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+    echo "pytest collected no tests: that is a failure here" >&2
+    exit 1
+fi
+exit "$rc"
