@@ -1,0 +1,148 @@
+"""Text generation on a loaded Engine, with I/O and speed statistics."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import mlx.core as mx
+
+from .device import peak_memory_bytes, reset_peak_memory
+from .errors import EngineError
+from .loader import Engine
+
+PREFILL_STEP = 2048  # as mlx-lm's generate_step, so results match it step for step
+
+
+@dataclass
+class Step:
+    token: int
+    text: str  # the text this token completes (may be empty mid-character)
+    finish_reason: str | None = None  # "length" or "stop" on the last step
+    stats: dict | None = None  # filled on the last step
+
+
+@dataclass
+class Result:
+    prompt_tokens: list[int]
+    tokens: list[int]
+    text: str
+    stats: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"prompt_tokens": self.prompt_tokens, "tokens": self.tokens,
+                "text": self.text, "stats": self.stats}
+
+
+def encode(engine: Engine, prompt: str | list[int]) -> list[int]:
+    if isinstance(prompt, str):
+        tokens = engine.tokenizer.encode(prompt)
+    else:
+        tokens = [int(t) for t in prompt]
+    if not tokens:
+        raise EngineError("the prompt is empty")
+    vocab = engine.model.args.vocab_size if hasattr(engine.model.args, "vocab_size") else None
+    if vocab and (min(tokens) < 0 or max(tokens) >= vocab):
+        raise EngineError(f"prompt token ids must be in [0, {vocab})")
+    return tokens
+
+
+def _peak_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def stream_generate(
+    engine: Engine,
+    prompt: str | list[int],
+    max_tokens: int = 256,
+    temp: float = 0.0,
+    seed: int | None = None,
+    ignore_eos: bool = False,
+) -> Iterator[Step]:
+    """Yield generated tokens one by one. Greedy when temp == 0.
+
+    The last Step carries finish_reason and stats (tok/s of prefill and decode, time to
+    first token, bytes read, cache hit rate, peak memory).
+    """
+    from mlx_lm.generate import generate_step
+    from mlx_lm.sample_utils import make_sampler
+
+    if max_tokens < 1:
+        raise EngineError("max_tokens must be >= 1")
+    if temp < 0:
+        raise EngineError("temperature must be >= 0")
+    prompt_tokens = encode(engine, prompt)
+    if seed is not None:
+        mx.random.seed(seed)
+    eos = set() if ignore_eos else set(engine.tokenizer.eos_token_ids or ())
+    detok = engine.tokenizer.detokenizer
+    detok.reset()
+    engine.io.reset()
+    reset_peak_memory()
+
+    t0 = time.perf_counter()
+    t_first = None
+    n = 0
+    steps = generate_step(
+        mx.array(prompt_tokens), engine.model, max_tokens=max_tokens,
+        sampler=make_sampler(temp=temp), prefill_step_size=PREFILL_STEP,
+    )
+    pending = None
+    for token, _ in steps:
+        if t_first is None:
+            t_first = time.perf_counter()
+        if pending is not None:
+            yield pending
+        n += 1
+        if token in eos:
+            detok.finalize()
+            pending = Step(token, detok.last_segment, "stop")
+            break
+        detok.add_token(token)
+        pending = Step(token, detok.last_segment)
+    t_end = time.perf_counter()
+    if pending is None:
+        return
+    if pending.finish_reason is None:
+        detok.finalize()
+        pending.text += detok.last_segment
+        pending.finish_reason = "length"
+    ttft = (t_first or t_end) - t0
+    stats = {
+        "prompt_tokens": len(prompt_tokens),
+        "generated_tokens": n,
+        "time_to_first_token_s": ttft,
+        "prefill_tok_per_s": len(prompt_tokens) / ttft if ttft > 0 else 0.0,
+        "decode_tok_per_s": (n - 1) / (t_end - t_first) if n > 1 and t_end > t_first else 0.0,
+        **engine.io.as_dict(),
+        "bytes_read_per_token": engine.io.bytes_read / max(n, 1),
+        "expert_cache_slots_per_layer": engine.cache_slots,
+        "peak_memory_bytes": peak_memory_bytes(),
+        "peak_rss_bytes": _peak_rss_bytes(),
+    }
+    pending.stats = stats
+    yield pending
+
+
+def generate(
+    engine: Engine,
+    prompt: str | list[int],
+    max_tokens: int = 256,
+    temp: float = 0.0,
+    seed: int | None = None,
+    ignore_eos: bool = False,
+) -> Result:
+    """Generate a whole completion; see stream_generate."""
+    prompt_tokens = encode(engine, prompt)
+    tokens, text, stats = [], [], {}
+    for step in stream_generate(engine, prompt_tokens, max_tokens, temp, seed, ignore_eos):
+        if step.finish_reason != "stop":
+            tokens.append(step.token)
+        text.append(step.text)
+        if step.stats is not None:
+            stats = step.stats
+    return Result(prompt_tokens, tokens, "".join(text), stats)

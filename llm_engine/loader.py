@@ -1,0 +1,224 @@
+"""Load a converted checkpoint: resident weights in memory, experts left on disk."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+from mlx.utils import tree_flatten
+
+from . import manifest as mf
+from .device import cast_model
+from .errors import CheckpointError, EngineError, UnsupportedModelError
+from .models import TOP_K_ATTRIBUTES, build_model, get_module, require_switch_modules, set_module
+from .store import IOStats, LayerStore
+from .switch import StreamingSwitch
+
+IO_THREADS = 8
+
+
+@dataclass
+class Engine:
+    """A loaded model ready to generate; see llm_engine.generate."""
+
+    path: Path
+    model: nn.Module
+    tokenizer: object  # mlx_lm TokenizerWrapper
+    config: dict
+    manifest: mf.Manifest
+    stores: list[LayerStore]
+    io: IOStats
+    cache_slots: int
+    experts_per_token: int | None
+    _pool: ThreadPoolExecutor = field(repr=False, default=None)
+
+    def close(self) -> None:
+        for s in self.stores:
+            s.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def resident_bytes(self) -> int:
+        return sum(v.nbytes for _, v in tree_flatten(self.model.parameters()))
+
+    def bank_bytes(self) -> int:
+        return sum(s.bank_bytes_per_expert * (s.bank.size if s.bank else 0) for s in self.stores)
+
+
+def _read_config(path: Path) -> dict:
+    from mlx_lm.utils import load_config
+
+    if not (path / "config.json").is_file():
+        raise CheckpointError(f"{path / 'config.json'}: not found")
+    try:
+        return load_config(path)
+    except ValueError as e:
+        raise CheckpointError(f"{path / 'config.json'}: not valid JSON ({e})") from None
+
+
+def _check_files(path: Path, manifest: mf.Manifest) -> None:
+    for i, f in enumerate(manifest.files):
+        p = path / f.file
+        if not p.is_file():
+            raise CheckpointError(f"{p}: missing (listed in manifest.json files[{i}])")
+        if p.stat().st_size != f.size:
+            raise CheckpointError(
+                f"{p}: {p.stat().st_size} bytes but manifest.json files[{i}].size says {f.size}"
+            )
+
+
+def _quantize(model: nn.Module, config: dict, manifest: mf.Manifest, weights: dict) -> None:
+    """Rebuild quantized modules as mlx-lm's loader does, taking switch layers from the manifest."""
+    from mlx_lm.utils import infer_quant_config
+
+    per_path = config.get("quantization", {})
+    switch_quant = {}
+    for layer in manifest.layers:
+        for proj, q in layer.quantization.items():
+            switch_quant[f"{layer.module}.{proj}"] = q
+
+    def predicate(p, m):
+        if p in switch_quant:
+            return dict(switch_quant[p])
+        if p in per_path:
+            return per_path[p]
+        if not hasattr(m, "to_quantized") or f"{p}.scales" not in weights:
+            return False
+        return infer_quant_config(p, m, weights)
+
+    q = config.get("quantization") or {"group_size": 64, "bits": 4}
+    nn.quantize(model, group_size=q.get("group_size", 64), bits=q.get("bits", 4),
+                mode=q.get("mode", "affine"), class_predicate=predicate)
+
+
+def _check_switch(module: nn.Module, layer: mf.LayerSpec, index: int) -> None:
+    expected = {t.name: t for t in layer.tensors}
+    actual = dict(tree_flatten(module.parameters()))
+    where = f"manifest.json layers[{index}]"
+    if set(expected) != set(actual):
+        raise CheckpointError(
+            f"{where}.tensors: names {sorted(expected)} do not match the model's {sorted(actual)}"
+        )
+    for j, t in enumerate(layer.tensors):
+        a = actual[t.name]
+        if list(a.shape[1:]) != t.shape or a.shape[0] != layer.num_experts:
+            raise CheckpointError(
+                f"{where}.tensors[{j}].shape: {t.shape} x {layer.num_experts} experts does not "
+                f"match the model's {list(a.shape)}"
+            )
+        if mf.dtype_name(a.dtype) != t.dtype and mx.issubdtype(a.dtype, mx.integer):
+            raise CheckpointError(f"{where}.tensors[{j}].dtype: {t.dtype} does not match the model's {a.dtype}")
+
+
+def set_experts_per_token(model: nn.Module, switch_paths: list[str], k: int) -> None:
+    """Route every token to k experts instead of the trained number (a quality trade-off)."""
+    for path in switch_paths:
+        parent = get_module(model, path.rpartition(".")[0])
+        owners = [parent] + [c for c in parent.children().values() if isinstance(c, nn.Module)]
+        found = False
+        for owner in owners:
+            for attr in TOP_K_ATTRIBUTES:
+                current = getattr(owner, attr, None)
+                if isinstance(current, int) and not isinstance(current, bool):
+                    if not 1 <= k <= getattr(get_module(model, path).store.spec, "num_experts"):
+                        raise EngineError(f"--experts-per-token {k} is out of range")
+                    setattr(owner, attr, k)
+                    found = True
+        if not found:
+            raise UnsupportedModelError(f"{path}: cannot find where this model keeps its experts per token")
+
+
+def load(
+    path: str | os.PathLike,
+    expert_cache_gb: float = 0.0,
+    experts_per_token: int | None = None,
+    verify_reads: bool = True,
+    io_threads: int = IO_THREADS,
+) -> Engine:
+    """Load a directory made by `convert`.
+
+    expert_cache_gb: memory for experts kept between tokens (frequency-weighted LRU slots,
+      split evenly over the MoE layers); 0 keeps none and relies on the OS page cache.
+    experts_per_token: override of the number of routed experts per token. Off (None) by
+      default: any other value changes the model's output (a quality trade-off).
+    verify_reads: check each expert read against its CRC-32 from the manifest, so a
+      corrupt file raises CheckpointError instead of producing garbage.
+    """
+    from mlx_lm.utils import load_tokenizer
+
+    path = Path(path)
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: not a directory")
+    if expert_cache_gb < 0:
+        raise EngineError("--expert-cache-gb must be >= 0")
+    manifest = mf.read_manifest(path)
+    config = _read_config(path)
+    if config.get("model_type") != manifest.model_type:
+        raise CheckpointError(
+            f"manifest.json: field 'model_type' = {manifest.model_type!r} but config.json says "
+            f"{config.get('model_type')!r}"
+        )
+    _check_files(path, manifest)
+    model = build_model(config)
+    switches = require_switch_modules(model, manifest.model_type)
+    paths = [p for p, _ in switches]
+    if paths != [layer.module for layer in manifest.layers]:
+        raise CheckpointError(
+            f"manifest.json: field 'layers' lists {[l.module for l in manifest.layers]} but the "
+            f"model's switch layers are {paths}"
+        )
+
+    weights = {}
+    for f in manifest.files:
+        if f.file.endswith(".safetensors"):
+            try:
+                weights.update(mx.load(str(path / f.file)))
+            except Exception as e:  # MLX raises a bare RuntimeError/ValueError on bad files
+                raise CheckpointError(f"{path / f.file}: cannot be read ({e})") from None
+    _quantize(model, config, manifest, weights)
+
+    io = IOStats()
+    pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="expert-io")
+    switches = require_switch_modules(model, manifest.model_type)  # the quantized modules
+    per_expert = []
+    stores: list[LayerStore] = []
+    try:
+        for i, ((p, module), layer) in enumerate(zip(switches, manifest.layers)):
+            _check_switch(module, layer, i)
+        budget = int(expert_cache_gb * (1 << 30))
+        for (p, module), layer in zip(switches, manifest.layers):
+            store = LayerStore(path, layer, 0, pool, io, verify_reads)
+            per_expert.append(store.bank_bytes_per_expert)
+            stores.append(store)
+        slots = min(budget // sum(per_expert) if budget else 0, max(l.num_experts for l in manifest.layers))
+        for store, (p, module) in zip(stores, switches):
+            store.cache_slots = min(slots, store.spec.num_experts)
+            set_module(model, p, StreamingSwitch(module, store))
+
+        model.eval()
+        try:
+            model.load_weights(list(weights.items()), strict=True)
+        except ValueError as e:
+            raise CheckpointError(f"{path}: resident weights do not match the model ({e})") from None
+        cast_model(model)
+        mx.eval(model.parameters())
+        if experts_per_token is not None:
+            set_experts_per_token(model, paths, experts_per_token)
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+    except BaseException:
+        for s in stores:
+            s.close()
+        pool.shutdown(wait=False)
+        raise
+    return Engine(path, model, tokenizer, config, manifest, stores, io, slots,
+                  experts_per_token, pool)

@@ -1,0 +1,206 @@
+"""Reading routed experts from an expert-packed layer file into a bank of slots.
+
+A bank holds, for each tensor of the switch layer, an MLX array with `slots` experts on
+the leading axis. MLX arrays expose their memory to numpy as writable views, so each
+expert's blob is read with one `os.preadv` straight into the bank (the read is scattered
+over the tensors' rows). Tensors whose compute dtype differs from the stored one (bf16
+scales kept fp32 on the CPU) land in a small staging buffer and are widened into place.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from . import manifest as mf
+from .cache import SlotPolicy
+from .device import compute_dtype
+from .errors import CheckpointError
+
+# Below this many bytes of misses a call reads serially: thread hand-off costs more.
+PARALLEL_MIN_BYTES = 256 << 10
+
+
+@dataclass
+class IOStats:
+    bytes_read: int = 0
+    expert_reads: int = 0
+    cache_hits: int = 0
+    cache_misses: int = 0
+    io_seconds: float = 0.0
+    calls: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def as_dict(self) -> dict:
+        looked_up = self.cache_hits + self.cache_misses
+        return {
+            "bytes_read": self.bytes_read,
+            "expert_reads": self.expert_reads,
+            "cache_hits": self.cache_hits,
+            "cache_misses": self.cache_misses,
+            "cache_hit_rate": self.cache_hits / looked_up if looked_up else 0.0,
+            "io_seconds": self.io_seconds,
+            "moe_calls": self.calls,
+        }
+
+    def reset(self) -> None:
+        self.bytes_read = self.expert_reads = self.cache_hits = self.cache_misses = self.calls = 0
+        self.io_seconds = 0.0
+
+
+@dataclass
+class _Tensor:
+    spec: mf.TensorSpec
+    bank_dtype: mx.Dtype
+    bank_nbytes: int  # bytes of one expert's slice in the bank
+
+    @property
+    def direct(self) -> bool:
+        return self.bank_nbytes == self.spec.nbytes
+
+
+@dataclass
+class Bank:
+    size: int
+    params: dict  # tensor name -> mx.array (size, *shape), what the switch layer computes with
+    rows: list  # per tensor: writable uint8 numpy view (size, bank_nbytes)
+    keep: list  # the arrays that own the buffers the views point into
+
+
+def _widen(src: np.ndarray, stored: str, dst: np.ndarray) -> None:
+    """Exact conversion of a stored float slice into an fp32 bank row (both raw uint8)."""
+    if stored == "bfloat16":
+        dst.view(np.uint32)[:] = src.view(np.uint16).astype(np.uint32) << 16
+    elif stored == "float16":
+        dst.view(np.float32)[:] = src.view(np.float16).astype(np.float32)
+    else:
+        raise CheckpointError(f"cannot widen stored dtype {stored}")
+
+
+class LayerStore:
+    """The expert file of one MoE layer, its bank and its slot policy."""
+
+    def __init__(self, root: Path, spec: mf.LayerSpec, cache_slots: int,
+                 pool: ThreadPoolExecutor, stats: IOStats, verify_reads: bool = True):
+        self.path = Path(root) / spec.file
+        self.spec = spec
+        self.cache_slots = cache_slots
+        self.pool = pool
+        self.stats = stats
+        self.verify_reads = verify_reads
+        if not self.path.is_file():
+            raise CheckpointError(f"{self.path}: expert file is missing")
+        size = self.path.stat().st_size
+        if size != spec.size:
+            raise CheckpointError(
+                f"{self.path}: {size} bytes but the manifest says {spec.size} "
+                f"({'truncated' if size < spec.size else 'too long'})"
+            )
+        self.tensors = []
+        for t in spec.tensors:
+            dt = compute_dtype(mf.mx_dtype(t.dtype))
+            itemsize = 4 if dt == mx.float32 else np.dtype(mf.np_dtype(t.dtype)).itemsize
+            self.tensors.append(_Tensor(t, dt, int(np.prod(t.shape, dtype=np.int64)) * itemsize))
+        self.bank_bytes_per_expert = sum(t.bank_nbytes for t in self.tensors)
+        self.fd = os.open(self.path, os.O_RDONLY)
+        self.bank: Bank | None = None
+        self.policy: SlotPolicy | None = None
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def _alloc(self, size: int) -> Bank:
+        params, raws = {}, []
+        for t in self.tensors:
+            shape = (size, *t.spec.shape)
+            if t.bank_dtype == mx.bfloat16:
+                raw = mx.zeros(shape, dtype=mx.uint16)
+                params[t.spec.name] = raw.view(mx.bfloat16)
+            else:
+                raw = params[t.spec.name] = mx.zeros(shape, dtype=t.bank_dtype)
+            raws.append(raw)
+        # Evaluate once so every array owns its buffer; the bf16 views share the raw one.
+        mx.eval(raws, list(params.values()))
+        rows = [np.asarray(r).reshape(size, -1).view(np.uint8) for r in raws]
+        for r in rows:
+            if not r.flags.writeable:  # a numpy/MLX change would break zero-copy reads
+                raise RuntimeError("MLX arrays are not writable through numpy on this install")
+        return Bank(size, params, rows, raws)
+
+    def _read(self, expert: int, bank: Bank, slot: int) -> int:
+        iov, staged = [], []
+        for t, rows in zip(self.tensors, bank.rows):
+            if t.direct:
+                iov.append(rows[slot])
+            else:
+                buf = np.empty(t.spec.nbytes, dtype=np.uint8)
+                iov.append(buf)
+                staged.append((buf, t.spec.dtype, rows[slot]))
+        offset = expert * self.spec.stride
+        n = os.preadv(self.fd, iov, offset)
+        if n != self.spec.blob_size:
+            raise CheckpointError(
+                f"{self.path}: short read of expert {expert} ({n} of {self.spec.blob_size} bytes)"
+            )
+        if self.verify_reads:
+            crc = 0
+            for b in iov:
+                crc = zlib.crc32(b, crc)
+            if crc != self.spec.crc32[expert]:
+                raise CheckpointError(
+                    f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})"
+                )
+        for buf, stored, dst in staged:
+            _widen(buf, stored, dst)
+        return n
+
+    def _read_many(self, jobs: list[tuple[int, Bank, int]]) -> int:
+        if len(jobs) > 1 and len(jobs) * self.spec.blob_size >= PARALLEL_MIN_BYTES:
+            return sum(self.pool.map(lambda j: self._read(*j), jobs))
+        return sum(self._read(*j) for j in jobs)
+
+    def fetch(self, experts: np.ndarray, top_k: int) -> tuple[dict, np.ndarray]:
+        """Make `experts` (sorted unique ids) available; returns bank params and an id->slot table."""
+        t0 = time.perf_counter()
+        if self.bank is None:
+            cap = min(self.spec.num_experts, max(top_k, self.cache_slots))
+            self.bank = self._alloc(cap)
+            self.policy = SlotPolicy(self.spec.num_experts, cap, retain=self.cache_slots > 0)
+        if len(experts) <= self.bank.size:
+            bank = self.bank
+            plan = self.policy.plan(experts)
+            slots, misses = plan.slots, plan.misses
+            jobs = [(int(experts[i]), bank, int(slots[i])) for i in misses]
+        else:
+            # A prefill chunk routed to more experts than the bank holds: use a bank just for
+            # this call (one layer's experts at most), copying the ones already cached.
+            resident = self.policy.resident_slots(experts)
+            bank = self._alloc(len(experts))
+            slots = np.arange(len(experts), dtype=np.int64)
+            for i in np.flatnonzero(resident >= 0):
+                for src, dst in zip(self.bank.rows, bank.rows):
+                    dst[i] = src[resident[i]]
+            misses = np.flatnonzero(resident < 0)
+            jobs = [(int(experts[i]), bank, int(i)) for i in misses]
+        nbytes = self._read_many(jobs)
+        lut = np.zeros(self.spec.num_experts, dtype=np.uint32)
+        lut[experts] = slots
+        elapsed = time.perf_counter() - t0
+        with self.stats.lock:
+            self.stats.calls += 1
+            self.stats.bytes_read += nbytes
+            self.stats.expert_reads += len(jobs)
+            self.stats.cache_misses += len(jobs)
+            self.stats.cache_hits += len(experts) - len(jobs)
+            self.stats.io_seconds += elapsed
+        return bank.params, lut
