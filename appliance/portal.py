@@ -12,7 +12,7 @@ def _book_card(book) -> dict:
     return {
         "name": book.name, "title": book.title, "description": book.description, "language": book.language,
         "article_count": book.article_count, "size": book.size, "date": book.date,
-        "url": f"/content/{book.name}/", "illustration": f"/catalog/illustration/{book.name}"
+        "url": f"/book/{book.name}", "read_url": f"/viewer#{book.name}/", "illustration": f"/catalog/illustration/{book.name}"
         if book.illustration_48 else None,
     }
 

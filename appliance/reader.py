@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 from urllib.parse import quote
 
-from flask import abort, redirect, request
+from flask import abort, redirect, render_template, request
 
 from . import services
 from .http_cache import make_etag, send_bytes
@@ -19,8 +19,9 @@ def _archive_or_404(book: str):
     return archive
 
 
-def _content_url(book: str, path: str) -> str:
-    return f"/content/{quote(book)}/{quote(path, safe='/')}"
+def _content_url(book: str, path: str, raw: bool = False) -> str:
+    base = f"/raw/{quote(book)}/content" if raw else f"/content/{quote(book)}"
+    return f"{base}/{quote(path, safe='/')}"
 
 
 def main_page(book: str):
@@ -50,13 +51,13 @@ def _find_entry(archive, path: str):
     return None
 
 
-def content(book: str, path: str):
+def content(book: str, path: str, raw: bool = False):
     archive = _archive_or_404(book)
     entry = _find_entry(archive, path)
     if entry is None:
         abort(404, description=f"No page {path!r} in {book}.")
     if entry.is_redirect:
-        return redirect(_content_url(book, _resolve(entry).path), 302)
+        return redirect(_content_url(book, _resolve(entry).path, raw), 302)
     try:
         item = entry.get_item()
         body = bytes(item.content)
@@ -94,3 +95,13 @@ def _random_page(archive):
         if not entry.is_redirect and entry.get_item().mimetype.startswith("text/html"):
             return entry
     return None
+
+
+def viewer():
+    """The reader page: toolbar + iframe; which article it shows lives in the URL hash (#book/path)."""
+    return render_template("viewer.html")
+
+
+def raw(book: str, path: str):
+    """Kiwix's /raw/<book>/content/<path>: the entry's bytes; redirects stay under /raw."""
+    return content(book, path, raw=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import portal, reader, search
+from . import catalog, portal, reader, search
 
 ROUTES = {
     "portal": [
@@ -18,9 +18,17 @@ ROUTES = {
         ("/content/<book>", reader.main_page),
         ("/content/<book>/<path:path>", reader.content),
         ("/random", reader.random_article),
+        ("/viewer", reader.viewer),
+        ("/raw/<book>/content/<path:path>", reader.raw),
+    ],
+    "catalog": [
+        ("/book/<name>", catalog.book_home),
+        ("/catalog/v2/entries", catalog.opds_entries),
+        ("/catalog/download/<name>", catalog.download),
     ],
     "search": [
         ("/search", search.search),
+        ("/suggest", search.suggest),
     ],
 }
 
@@ -34,6 +42,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.context_processor(_layout_context)
+    app.before_request(_notice_new_archives)
     app.jinja_env.filters["human_bytes"] = human_bytes
     app.jinja_env.filters["duration"] = duration
 
@@ -69,6 +78,15 @@ def _unexpected_error(e: Exception):
         return jsonify({"error": "Internal Server Error", "status": 500}), 500
     return render_template("error.html", code=500, name="Something went wrong",
                            message="The server hit an error on this page; it is logged."), 500
+
+
+def _notice_new_archives() -> None:
+    # Archives dropped in, replaced or deleted appear without a restart; scan_if_due is throttled and
+    # costs one directory listing when nothing changed.
+    if not request.path.startswith("/static/"):
+        from . import services
+
+        services.get().library.scan_if_due()
 
 
 def _layout_context() -> dict:

@@ -1,6 +1,8 @@
 """Search view (Kiwix-compatible URL: /search?pattern=Q&content=BOOK&books.name=B&start=&pageLength=)."""
 from __future__ import annotations
 
+import html
+
 from flask import abort, jsonify, request
 
 from content.search import QueryError, search_books
@@ -45,3 +47,27 @@ def search():
                         for h in hits])
     return page("search.html", {"pattern": result.pattern, "hits": hits, "estimated_total": result.estimated_total,
                                 "start": start, "page_length": page_length, "books": [b.name for b in books]})
+
+
+def suggest():
+    """Kiwix's /suggest?content=BOOK&term=T&count=N: [{"value","label","kind","path"}], then a full-text row."""
+    from content.suggest import highlight
+    from content.suggest import suggest as title_suggestions
+
+    s = services.get()
+    book_name = request.args.get("content") or request.args.get("books.name")
+    term = request.args.get("term", "")
+    count = _int_arg("count", 10, 1, 50)
+    book = s.library.get(book_name) if book_name else None
+    if book is None:
+        abort(404, description="Unknown or missing book (content=...).")
+    archive = s.library.archive(book.name)
+    if archive is None:
+        abort(404, description=f"{book.name} cannot be read right now.")
+    if len(term) > 500:
+        abort(400, description="term longer than 500 characters")
+    rows = [{"value": x.title, "label": highlight(x.title, term), "kind": "path", "path": x.path}
+            for x in title_suggestions(archive, book.name, term, count)]
+    if term.strip() and book.has_fulltext_index:
+        rows.append({"value": f"{term} ", "label": f"containing '{html.escape(term)}'...", "kind": "pattern"})
+    return jsonify(rows)

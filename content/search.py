@@ -84,25 +84,38 @@ def validate(pattern: str) -> str:
 
 def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 0,
                  page_length: int = 25) -> SearchPage:
-    """Search (book name, Archive) pairs with a full-text index; results book after book, best first."""
+    """Full-text search over (book name, Archive) pairs.
+
+    An article whose title is exactly the query comes first (libzim's relevance alone often buries it); the
+    rest interleaves the books' own relevance rankings so no single book crowds out the others.
+    """
     from libzim.search import Query, Searcher
+
+    from .suggest import fold, suggest
 
     pattern = validate(pattern)
     terms = terms_of(pattern)
     wanted = start + page_length
-    total, collected = 0, []
+    exact: list[tuple[str, object, str]] = []
+    ranked: list[list[tuple[str, object, str]]] = []
+    total = 0
     for name, archive in archives:
+        exact += [(name, archive, s.path) for s in suggest(archive, name, pattern, count=3)
+                  if fold(s.title) == fold(pattern)][:1]
         if not archive.has_fulltext_index:
             continue
         with _lock_for(str(archive.uuid)):
             found = Searcher(archive).search(Query().set_query(pattern))
-            count = found.getEstimatedMatches()
-            paths = list(found.getResults(0, max(0, wanted - len(collected)))) if len(collected) < wanted else []
-        total += count
-        for path in paths:
-            collected.append((name, archive, path))
+            total += found.getEstimatedMatches()
+            ranked.append([(name, archive, p) for p in found.getResults(0, wanted)])
+    merged, seen = [], set()
+    for row in exact + [hit for group in _interleave(ranked) for hit in group]:
+        if (row[0], row[2]) not in seen:
+            seen.add((row[0], row[2]))
+            merged.append(row)
+    total = max(total, len(merged))
     hits = []
-    for name, archive, path in collected[start:wanted]:
+    for name, archive, path in merged[start:wanted]:
         try:
             entry = archive.get_entry_by_path(path)
             item = entry.get_item()
@@ -111,3 +124,9 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
             continue
         hits.append(Hit(book=name, path=path, title=entry.title or path, snippet=snippet(text, terms)))
     return SearchPage(pattern=pattern, start=start, page_length=page_length, estimated_total=total, hits=hits)
+
+
+def _interleave(lists: list[list]) -> list[list]:
+    """Round-robin rows: first of each book, then second of each, ..."""
+    longest = max((len(x) for x in lists), default=0)
+    return [[x[i] for x in lists if i < len(x)] for i in range(longest)]
