@@ -1,0 +1,1 @@
+"""Content: ZIM archives, search, maps and downloads (no Flask here)."""
