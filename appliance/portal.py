@@ -50,7 +50,7 @@ def library():
 def illustration(name: str):
     s = services.get()
     archive = s.library.archive(name)
-    if archive is None or 48 not in archive.get_illustration_sizes():
+    if archive is None or not archive.has_illustration(48):
         abort(404)
     item = archive.get_illustration_item(48)
     return send_bytes(request, bytes(item.content), item.mimetype or "image/png",

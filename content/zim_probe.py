@@ -57,7 +57,7 @@ def probe_in_process(path: str) -> dict:
         has_fulltext_index=bool(archive.has_fulltext_index),
         has_title_index=bool(archive.has_title_index),
         new_namespace_scheme=bool(archive.has_new_namespace_scheme),
-        illustration_48=48 in archive.get_illustration_sizes(),
+        illustration_48=bool(archive.has_illustration(48)),
     )
     return info
 
