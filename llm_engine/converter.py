@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -215,10 +216,16 @@ def convert(
     if alignment < mf.ALIGNMENT or alignment & (alignment - 1):
         raise EngineError(f"alignment {alignment} must be a power of two >= {mf.ALIGNMENT}")
 
+    try:
+        # An MLX checkpoint says "quantization" in its own config.json; a Hugging Face one
+        # may carry a "quantization_config" (mxfp4, fp8...) that mlx_lm.convert -q extends.
+        mlx_quantized = "quantization" in json.loads((src / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{src / 'config.json'}: cannot be read ({e})") from None
     model, config = _load_source(src)
     model_type = config.get("model_type", "")
     switches = require_switch_modules(model, model_type)
-    if "quantization" in config:
+    if mlx_quantized:
         q = config["quantization"]
         if (bits is not None and bits != q.get("bits")) or (
             group_size is not None and group_size != q.get("group_size")
