@@ -69,5 +69,6 @@ def suggest():
     rows = [{"value": x.title, "label": highlight(x.title, term), "kind": "path", "path": x.path}
             for x in title_suggestions(archive, book.name, term, count)]
     if term.strip() and book.has_fulltext_index:
-        rows.append({"value": f"{term} ", "label": f"containing '{html.escape(term)}'...", "kind": "pattern"})
+        rows.append({"value": f"{term} ", "label": f"containing &apos;{html.escape(term, quote=False)}&apos;...",
+                     "kind": "pattern"})
     return jsonify(rows)

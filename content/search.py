@@ -13,7 +13,9 @@ from dataclasses import asdict, dataclass
 SNIPPET_CHARS = 220
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
+WINDOW_BEFORE, WINDOW_AFTER = 1500, 2500  # raw HTML around the first hit, enough for one snippet
 _locks: dict[str, threading.Lock] = {}
+_searchers: dict[tuple[str, str], object] = {}
 _locks_guard = threading.Lock()
 
 
@@ -56,6 +58,49 @@ def plain_text(html_bytes: bytes) -> str:
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", body.group(1) if body else text))).strip()
 
 
+def searcher_for(archive):
+    """One cached Searcher per archive file (opening Xapian's database per query is the slow part).
+    Callers hold the archive's lock while using it: Searcher is not thread-safe."""
+    from libzim.search import Searcher
+
+    key = (str(archive.uuid), archive.filename)
+    with _locks_guard:
+        found = _searchers.get(key)
+        if found is None:
+            found = _searchers[key] = Searcher(archive)
+        return found
+
+
+def text_around_terms(page: bytes, terms: list[str]) -> str:
+    """Plain text near the first query term, stripping tags from a small window only: snippets stay
+    cheap even for 100 KB articles."""
+    text = page.decode("utf-8", "replace")
+    lower = text.lower()
+    body = lower.find("<body")
+    start = 0 if body < 0 else body
+    best = -1
+    for term in terms:
+        pos = start
+        while True:
+            pos = lower.find(term, pos)
+            if pos < 0:
+                break
+            if lower.rfind("<", start, pos) <= lower.rfind(">", start, pos):  # not inside a tag
+                best = pos if best < 0 else min(best, pos)
+                break
+            pos += len(term)
+    if best < 0:
+        window = text[start:start + WINDOW_AFTER * 3]
+    else:
+        lo = max(start, best - WINDOW_BEFORE)
+        window = text[lo:best + WINDOW_AFTER]
+        if lower.rfind("<", start, lo) > lower.rfind(">", start, lo):
+            window = window[window.find(">") + 1:]  # the window began inside a tag
+    window = re.sub(r"<(script|style)\b.*?(</\1\s*>|$)", " ", window, flags=re.S | re.I)
+    window = re.sub(r"<[^>]*$", "", window)  # a tag cut off by the window's end
+    return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", window))).strip()
+
+
 def snippet(text: str, terms: list[str], width: int = SNIPPET_CHARS) -> str:
     lower = text.lower()
     positions = [p for p in (lower.find(t) for t in terms) if p >= 0]
@@ -89,7 +134,7 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
     An article whose title is exactly the query comes first (libzim's relevance alone often buries it); the
     rest interleaves the books' own relevance rankings so no single book crowds out the others.
     """
-    from libzim.search import Query, Searcher
+    from libzim.search import Query
 
     from .suggest import fold, suggest
 
@@ -105,7 +150,7 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
         if not archive.has_fulltext_index:
             continue
         with _lock_for(str(archive.uuid)):
-            found = Searcher(archive).search(Query().set_query(pattern))
+            found = searcher_for(archive).search(Query().set_query(pattern))
             total += found.getEstimatedMatches()
             ranked.append([(name, archive, p) for p in found.getResults(0, wanted)])
     merged, seen = [], set()
@@ -119,7 +164,7 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
         try:
             entry = archive.get_entry_by_path(path)
             item = entry.get_item()
-            text = plain_text(bytes(item.content)) if item.mimetype.startswith("text/html") else ""
+            text = text_around_terms(bytes(item.content), terms) if item.mimetype.startswith("text/html") else ""
         except (KeyError, RuntimeError):
             continue
         hits.append(Hit(book=name, path=path, title=entry.title or path, snippet=snippet(text, terms)))

@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass
 
 _locks: dict[str, threading.Lock] = {}
+_searchers: dict[tuple[str, str], object] = {}
 _guard = threading.Lock()
 
 
@@ -22,19 +23,28 @@ def _lock(uuid: str) -> threading.Lock:
         return _locks.setdefault(uuid, threading.Lock())
 
 
+def _searcher(archive):
+    from libzim.suggestion import SuggestionSearcher
+
+    key = (str(archive.uuid), archive.filename)
+    with _guard:
+        found = _searchers.get(key)
+        if found is None:
+            found = _searchers[key] = SuggestionSearcher(archive)
+        return found
+
+
 def fold(text: str) -> str:
     return " ".join(text.casefold().replace("_", " ").split())
 
 
 def suggest(archive, book: str, term: str, count: int = 10) -> list[Suggestion]:
     """Up to `count` titles starting with or containing `term`; an exact title match comes first."""
-    from libzim.suggestion import SuggestionSearcher
-
     term = term.strip()
     if not term:
         return []
     with _lock(str(archive.uuid)):
-        found = SuggestionSearcher(archive).suggest(term)
+        found = _searcher(archive).suggest(term)
         paths = list(found.getResults(0, count * 2))
     out, seen = [], set()
     for path in paths:

@@ -14,7 +14,7 @@ def test_suggest_shape(client):
     rows = client.get("/suggest?content=example&term=wiki&count=5").get_json()
     assert rows[0] == {"value": "Wikibooks", "label": "<b>Wiki</b>books", "kind": "path", "path": "Wikibooks.html"}
     assert all(set(r) == {"value", "label", "kind", "path"} for r in rows if r["kind"] == "path")
-    assert rows[-1] == {"value": "wiki ", "label": "containing 'wiki'...", "kind": "pattern"}
+    assert rows[-1] == {"value": "wiki ", "label": "containing &apos;wiki&apos;...", "kind": "pattern"}
 
 
 def test_suggest_exact_title_first_and_escaping(client):
