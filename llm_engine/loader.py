@@ -214,7 +214,10 @@ def load(
         mx.eval(model.parameters())
         if experts_per_token is not None:
             set_experts_per_token(model, paths, experts_per_token)
-        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+        try:
+            tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+        except Exception as e:  # transformers raises many kinds for a missing/broken tokenizer
+            raise CheckpointError(f"{path}: the tokenizer cannot be loaded ({e})") from None
     except BaseException:
         for s in stores:
             s.close()
