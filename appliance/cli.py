@@ -307,6 +307,11 @@ def content_check(state: _State, name: str):
     sys.exit(0 if ok else 1)
 
 
+from .cli_model import model as _model_group  # noqa: E402  (the engine's commands live beside it)
+
+cli.add_command(_model_group)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="almanac", standalone_mode=False)
