@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import catalog, portal, reader, search
+from . import catalog, maps, portal, reader, search
 
 ROUTES = {
     "portal": [
@@ -30,6 +30,7 @@ ROUTES = {
         ("/search", search.search),
         ("/suggest", search.suggest),
     ],
+    "maps": maps.ROUTES,
 }
 
 
