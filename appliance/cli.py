@@ -312,6 +312,11 @@ from .cli_model import model as _model_group  # noqa: E402  (the engine's comman
 cli.add_command(_model_group)
 
 
+from .cli_maps import maps as _maps_group  # noqa: E402
+
+cli.add_command(_maps_group)
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="almanac", standalone_mode=False)

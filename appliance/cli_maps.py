@@ -1,0 +1,110 @@
+"""`almanac maps ...`: list, add and remove map archives, build the offline world basemap and place index,
+extract regions."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+
+def _data():
+    # The root `almanac` group keeps its state (config, data dir) on the context object.
+    return click.get_current_context().find_root().obj.data()
+
+
+def _registry():
+    from content.maps.registry import MapRegistry
+
+    data = _data()
+    return MapRegistry(data.db, data.maps)
+
+
+@click.group()
+def maps():
+    """Offline maps: archives, the world basemap, place search, regions."""
+
+
+@maps.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def maps_list(as_json: bool):
+    """List the map archives served."""
+    reg = _registry()
+    infos = reg.describe_all()
+    if as_json:
+        click.echo(json.dumps(infos, indent=2))
+        return
+    for m in infos:
+        click.echo(f"{m['name']}\t{m['kind']}\t{m['schema']}\tz{m['minzoom']}-{m['maxzoom']}\t"
+                   f"{m['size'] / 1e6:.1f} MB\t{m['title']}")
+    for problem in reg.problems():
+        click.echo(f"unreadable: {problem}", err=True)
+
+
+@maps.command("add")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Name to serve it under (default: the file name without extension).")
+def maps_add(path: Path, name: str | None):
+    """Serve a .pmtiles or .mbtiles archive where it lies."""
+    from content.maps.tiles import ArchiveError
+
+    try:
+        info = _registry().add(path, name)
+    except ArchiveError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"added {info['name']}: {info['schema']} {info['format']} tiles, zooms {info['minzoom']}-"
+               f"{info['maxzoom']}, {info['size'] / 1e6:.1f} MB")
+
+
+@maps.command("remove")
+@click.argument("name")
+def maps_remove(name: str):
+    """Stop serving a map; its file is deleted only if it lives in the data dir's maps folder."""
+    from content.maps.tiles import ArchiveError
+
+    try:
+        path, deleted = _registry().remove(name)
+    except ArchiveError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"removed {name} and deleted {path}" if deleted else f"removed {name} (file kept at {path})")
+
+
+@maps.command("init")
+@click.option("--force", is_flag=True, help="Rebuild the basemap and the place index even if present.")
+@click.option("--npm/--no-npm", "use_npm", default=True, show_default=True,
+              help="Install MapLibre GL JS >= 5.11 with npm when npm is present (else the copy from PyPI is used).")
+def maps_init(force: bool, use_npm: bool):
+    """Build the offline world basemap and place index (idempotent: skips what exists)."""
+    from content.maps import basemap, gazetteer, vendor
+    from content.maps.registry import BASEMAP_NAME
+
+    data = _data()
+    from .maps import gazetteer_path
+
+    world = data.maps / f"{BASEMAP_NAME}.pmtiles"
+    if world.exists() and not force:
+        click.echo(f"world basemap: present ({world})")
+    else:
+        try:
+            basemap.build(world, log=lambda m: click.echo(f"world basemap: {m}"))
+        except basemap.BasemapError as e:
+            raise click.ClickException(f"world basemap: {e}") from None
+        click.echo(f"world basemap: built {world} ({world.stat().st_size / 1e6:.1f} MB)")
+    gaz = gazetteer_path(data)
+    if gazetteer.is_built(gaz) and not force:
+        click.echo(f"place index: present ({gaz})")
+    else:
+        try:
+            n = gazetteer.build(gaz)
+        except gazetteer.GazetteerError as e:
+            raise click.ClickException(f"place index: {e}") from None
+        click.echo(f"place index: {n} places in {gaz}")
+    lib = vendor.find(data.maps)
+    if (lib is None or not lib.local_glyphs) and use_npm:
+        ok, message = vendor.npm_install(data.maps)
+        click.echo(f"map viewer: {message}" + ("" if ok else " (using the copy from PyPI)"))
+        lib = vendor.find(data.maps)
+    if lib is None:
+        raise click.ClickException("map viewer: MapLibre GL JS not found; `pip install maplibre` or install npm")
+    click.echo(f"map viewer: MapLibre GL JS {lib.version_text} from {lib.origin}"
+               + ("" if lib.local_glyphs else " (too old for labels without glyph files: places show as dots)"))

@@ -1,0 +1,269 @@
+"""Map pages and endpoints: the viewer, generated styles, tiles, TileJSON, whole archives, place search,
+nearest place, articles near a point and MapLibre's own files."""
+from __future__ import annotations
+
+import gzip
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import abort, current_app, jsonify, request, send_file
+
+from content.maps import style as styles
+from content.maps import vendor
+from content.maps.gazetteer import Gazetteer, GazetteerError
+from content.maps.registry import BASEMAP_NAME, MapRegistry
+from content.maps.tiles import describe, schema
+
+from . import services
+from .http_cache import make_etag, send_bytes
+from .render import page
+
+# The IANA type for Mapbox vector tiles; the foundation's generic gzip step leaves it alone, which matters
+# because stored tiles are usually gzip already and are passed through as they are.
+MVT_MIMETYPE = "application/vnd.mapbox-vector-tile"
+TILE_MAX_AGE = 3600
+SEARCH_LIMIT_MAX = 50
+
+
+@dataclass
+class MapsState:
+    registry: MapRegistry
+    gazetteer_path: Path
+    _gazetteer: Gazetteer | None = None
+
+    def gazetteer(self) -> Gazetteer | None:
+        if self._gazetteer is None and self.gazetteer_path.is_file():
+            try:
+                self._gazetteer = Gazetteer(self.gazetteer_path)
+            except GazetteerError:
+                return None
+        return self._gazetteer
+
+
+_init_lock = threading.Lock()
+
+
+def state() -> MapsState:
+    """Per-process map state, made on first use (the app factory knows nothing of maps)."""
+    app = current_app
+    st = app.extensions.get("almanac_maps")
+    if st is None:
+        with _init_lock:
+            st = app.extensions.get("almanac_maps")
+            if st is None:
+                data = services.get().data
+                st = MapsState(MapRegistry(data.db, data.maps), gazetteer_path(data))
+                app.extensions["almanac_maps"] = st
+    return st
+
+
+def gazetteer_path(data) -> Path:
+    return data.maps / "gazetteer.db"
+
+
+def _base_url() -> str:
+    return request.host_url.rstrip("/")
+
+
+def _attribution(name: str, archive) -> str:
+    text = str(archive.metadata.get("attribution") or "")
+    if name == BASEMAP_NAME:
+        return text or "Natural Earth (public domain); GeoNames (CC-BY 4.0)"
+    # Every other archive we know of (Protomaps, OpenMapTiles, raster tiles) is drawn from OpenStreetMap.
+    return text if "openstreetmap" in text.lower() else f"{text} {styles.ATTRIBUTION_OSM}".strip()
+
+
+def _sources() -> list[tuple[str, object]]:
+    reg = state().registry
+    return [(n, a) for n in reg.names() if (a := reg.get(n)) is not None]
+
+
+def _style_source(name: str, archive) -> styles.Source:
+    return styles.Source(name, schema(archive), archive.format.ext, archive.minzoom, archive.maxzoom,
+                         archive.bounds(), _attribution(name, archive))
+
+
+def _choices(archives) -> list[dict]:
+    """What the layer switcher offers: the composite vector basemap, then each archive with a style of its own."""
+    out = []
+    if any(schema(a) == "protomaps" for _, a in archives):
+        out.append({"id": "", "label": "Vector map"})
+    for name, a in archives:
+        kind = schema(a)
+        if kind in ("openmaptiles", "raster"):
+            out.append({"id": name, "label": f"{a.metadata.get('name') or name} ({kind})"})
+    return out
+
+
+# -- pages -----------------------------------------------------------------------------------------
+def viewer():
+    archives = _sources()
+    lib = vendor.find(services.get().data.maps)
+    st = state()
+    data = {
+        "archives": [dict(describe(n, a), basemap=n == BASEMAP_NAME) for n, a in archives],
+        "choices": _choices(archives),
+        "maplibre": {"version": lib.version_text, "origin": lib.origin, "local_glyphs": lib.local_glyphs}
+        if lib else None,
+        "gazetteer": st.gazetteer() is not None,
+        "attribution": ["OpenStreetMap contributors (ODbL)", "Natural Earth (public domain)", "GeoNames (CC-BY 4.0)"],
+    }
+    return page("maps.html", data)
+
+
+def style_json():
+    flavor = request.args.get("flavor", "light")
+    if flavor not in styles.THEMES:
+        abort(400, description="flavor must be light or dark")
+    wanted = request.args.get("map", "")
+    archives = _sources()
+    if wanted:
+        archives = [(n, a) for n, a in archives if n == wanted]
+        if not archives:
+            abort(404, description=f"no map named {wanted!r}")
+    else:
+        archives = [(n, a) for n, a in archives if schema(a) == "protomaps"] or archives[:1]
+    lib = vendor.find(services.get().data.maps)
+    labels = bool(lib and lib.local_glyphs)
+    body = styles.build_style([_style_source(n, a) for n, a in archives], _base_url(), flavor, labels)
+    import json
+
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    return send_bytes(request, raw, "application/json", make_etag("style", raw), max_age=60)
+
+
+def _int_arg(value: str, what: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        abort(400, description=f"{what} must be a whole number")
+    if n < 0:
+        abort(400, description=f"{what} must not be negative")
+    return n
+
+
+def tile(name: str, z: str, x: str, y: str, ext: str):
+    zi, xi, yi = _int_arg(z, "z"), _int_arg(x, "x"), _int_arg(y, "y")
+    if zi > 30 or xi >= (1 << zi) or yi >= (1 << zi):
+        abort(400, description=f"no tile {zi}/{xi}/{yi}: x and y must be below 2^z")
+    archive = state().registry.get(name)
+    if archive is None:
+        abort(404, description=f"no map named {name!r}")
+    if ext != archive.format.ext and not (archive.format.vector and ext in ("pbf", "mvt")):
+        abort(404, description=f"{name} serves .{archive.format.ext} tiles")
+    if zi < archive.minzoom or zi > archive.maxzoom:
+        abort(404, description=f"{name} has zooms {archive.minzoom}-{archive.maxzoom}")
+    data = archive.tile(zi, xi, yi)
+    mimetype = MVT_MIMETYPE if archive.format.vector else archive.format.mimetype
+    headers = {"Access-Control-Allow-Origin": "*"}
+    if not data:
+        return current_app.response_class(status=204, headers={**headers, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"})
+    encoding = archive.tile_encoding()
+    tag = make_etag(name, archive.path.stat().st_mtime_ns, zi, xi, yi)
+    if encoding == "gzip":
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            headers["Content-Encoding"] = "gzip"
+            tag += "-gz"
+        else:
+            data = gzip.decompress(data)
+    elif encoding:
+        # brotli/zstd tiles: only a client that says it takes them gets them.
+        if encoding not in request.headers.get("Accept-Encoding", ""):
+            abort(406, description=f"{name} stores {encoding} tiles; this client does not accept {encoding}")
+        headers["Content-Encoding"] = encoding
+    return send_bytes(request, data, mimetype, tag, max_age=TILE_MAX_AGE, extra_headers=headers)
+
+
+def tilejson(name: str):
+    archive = state().registry.get(name)
+    if archive is None:
+        abort(404, description=f"no map named {name!r}")
+    info = describe(name, archive)
+    base = _base_url()
+    body = {
+        "tilejson": "3.0.0", "name": info["title"], "description": info["description"],
+        "attribution": _attribution(name, archive), "scheme": "xyz",
+        "tiles": [f"{base}/maps/tiles/{name}/{{z}}/{{x}}/{{y}}.{archive.format.ext}"],
+        "minzoom": archive.minzoom, "maxzoom": archive.maxzoom, "bounds": archive.bounds(),
+        "center": archive.center(), "format": archive.format.ext,
+        "vector_layers": [dict(layer) for layer in _vector_layers(archive)],
+    }
+    return jsonify(body)
+
+
+def _vector_layers(archive):
+    from content.maps.tiles import vector_layers
+
+    return vector_layers(archive.metadata)
+
+
+def archive_file(filename: str):
+    name, dot, ext = filename.rpartition(".")
+    archive = state().registry.get(name) if dot else None
+    if archive is None or ext != archive.kind:
+        abort(404, description=f"no map archive {filename!r}")
+    # send_file answers Range (206), If-None-Match/If-Modified-Since (304) from the file on disk.
+    resp = send_file(archive.path, mimetype="application/vnd.pmtiles" if ext == "pmtiles"
+                     else "application/vnd.sqlite3", as_attachment=False, conditional=True, max_age=3600,
+                     download_name=filename)
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    return resp
+
+
+# -- places ------------------------------------------------------------------------------------------
+def _float_arg(key: str, lo: float, hi: float) -> float:
+    try:
+        v = float(request.args[key])
+    except KeyError:
+        abort(400, description=f"{key} is required")
+    except ValueError:
+        abort(400, description=f"{key} must be a number")
+    if not lo <= v <= hi:
+        abort(400, description=f"{key} must be between {lo} and {hi}")
+    return v
+
+
+def search():
+    q = request.args.get("q", "").strip()
+    try:
+        limit = min(SEARCH_LIMIT_MAX, max(1, int(request.args.get("limit", 10))))
+    except ValueError:
+        abort(400, description="limit must be a whole number")
+    gaz = state().gazetteer()
+    if gaz is None:
+        abort(503, description="the place index is not built yet; run `almanac maps init`")
+    return jsonify([p.to_json() for p in gaz.search(q, limit)] if q else [])
+
+
+def nearest():
+    lat, lon = _float_arg("lat", -90, 90), _float_arg("lon", -180, 180)
+    gaz = state().gazetteer()
+    if gaz is None:
+        abort(503, description="the place index is not built yet; run `almanac maps init`")
+    return jsonify([dict(p.to_json(), distance_km=round(d, 2)) for p, d in gaz.nearest(lat, lon, 1)])
+
+
+def vendor_file(filename: str):
+    lib = vendor.find(services.get().data.maps)
+    if lib is None:
+        abort(404, description="MapLibre GL JS is not installed; run `almanac maps init`")
+    files = {"maplibre-gl.js": (lib.js, "application/javascript"), "maplibre-gl.css": (lib.css, "text/css")}
+    if filename not in files:
+        abort(404)
+    path, mimetype = files[filename]
+    body = path.read_bytes()
+    return send_bytes(request, body, mimetype, make_etag(path, path.stat().st_mtime_ns, len(body)), max_age=86400)
+
+
+ROUTES = [
+    ("/maps", viewer),
+    ("/maps/", viewer),
+    ("/maps/style.json", style_json),
+    ("/maps/tiles/<name>.json", tilejson),
+    ("/maps/tiles/<name>/<z>/<x>/<y>.<ext>", tile),
+    ("/maps/archives/<filename>", archive_file),
+    ("/maps/search", search),
+    ("/maps/nearest", nearest),
+    ("/maps/vendor/<filename>", vendor_file),
+]
