@@ -51,6 +51,15 @@ def encode(engine: Engine, prompt: str | list[int]) -> list[int]:
 
 
 def _peak_rss_bytes() -> int:
+    # Linux keeps ru_maxrss across exec (a child inherits its parent's peak); VmHWM is this
+    # process's own high-water mark.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024
 

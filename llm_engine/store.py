@@ -10,6 +10,7 @@ scales kept fp32 on the CPU) land in a small staging buffer and are widened into
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import zlib
@@ -77,8 +78,13 @@ class Bank:
 
 def _widen(src: np.ndarray, stored: str, dst: np.ndarray) -> None:
     """Exact conversion of a stored float slice into an fp32 bank row (both raw uint8)."""
-    if stored == "bfloat16":
+    if stored == "bfloat16" and sys.byteorder != "little":
         dst.view(np.uint32)[:] = src.view(np.uint16).astype(np.uint32) << 16
+    elif stored == "bfloat16":
+        # fp32 bits = bf16 bits << 16: on a little-endian host that is (0, bf16) uint16 pairs.
+        pairs = dst.view(np.uint16).reshape(-1, 2)
+        pairs[:, 0] = 0
+        pairs[:, 1] = src.view(np.uint16)
     elif stored == "float16":
         dst.view(np.float32)[:] = src.view(np.float16).astype(np.float32)
     else:
@@ -111,6 +117,7 @@ class LayerStore:
             self.tensors.append(_Tensor(t, dt, int(np.prod(t.shape, dtype=np.int64)) * itemsize))
         self.bank_bytes_per_expert = sum(t.bank_nbytes for t in self.tensors)
         self.fd = os.open(self.path, os.O_RDONLY)
+        self.verified = np.zeros(spec.num_experts, dtype=bool)
         self.bank: Bank | None = None
         self.policy: SlotPolicy | None = None
 
@@ -152,7 +159,8 @@ class LayerStore:
             raise CheckpointError(
                 f"{self.path}: short read of expert {expert} ({n} of {self.spec.blob_size} bytes)"
             )
-        if self.verify_reads:
+        # Each expert is checked the first time it is read; later reads return the same bytes.
+        if self.verify_reads and not self.verified[expert]:
             crc = 0
             for b in iov:
                 crc = zlib.crc32(b, crc)
@@ -160,6 +168,7 @@ class LayerStore:
                 raise CheckpointError(
                     f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})"
                 )
+            self.verified[expert] = True
         for buf, stored, dst in staged:
             _widen(buf, stored, dst)
         return n

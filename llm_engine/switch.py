@@ -39,4 +39,8 @@ class StreamingSwitch(nn.Module):
             self._inner.update(tree_unflatten(list(params.items())))
             object.__setattr__(self, "_bound", params)
         slots = mx.array(lut[idx]).astype(indices.dtype)
-        return self._inner(x, slots)
+        out = self._inner(x, slots)
+        # Evaluate now: the bank is overwritten by this layer's next call, so nothing lazy
+        # may still point into it by then.
+        mx.eval(out)
+        return out
