@@ -142,12 +142,12 @@ def write_layers(workdir: Path) -> dict[str, Path]:
     capitals = {(c["iso"], c["capital"]) for c in gc.get_countries().values() if c.get("capital")}
     with open(paths["places"], "w") as f:
         for rec in records:
-            name = rec.get("NAME_EN") or rec.get("NAME")
+            name = rec.get("NAME") or rec.get("NAME_EN")  # "China" rather than the long NAME_EN form
             if not name or rec.get("LABEL_X") is None:
                 continue
             mz = max(0, min(MAXZOOM, int(float(rec.get("MIN_LABEL") or 3))))
             f.write(_feature({"type": "Point", "coordinates": [rec["LABEL_X"], rec["LABEL_Y"]]},
-                             {"kind": "country", "name": rec.get("NAME") or name, "name:en": name,
+                             {"kind": "country", "name": name, "name:en": name,
                               "iso_a2": rec.get("ISO_A2_EH") or rec.get("ISO_A2") or "", "min_zoom": mz,
                               "population": int(rec.get("POP_EST") or 0)}, mz) + "\n")
         for c in gc.get_cities().values():

@@ -106,15 +106,18 @@ def protomaps_layers(src: str, t: dict, labels: bool) -> dict[str, list]:
     ]
     road_color = ["match", ["get", "kind"], "highway", t["highway"], "major_road", t["major"],
                   ["path"], t["path"], "rail", t["rail"], t["minor"]]
-    road_width = ["interpolate", ["exponential", 1.6], ["zoom"], 5,
-                  ["match", ["get", "kind"], "highway", 0.8, "major_road", 0.4, 0.1], 18,
-                  ["match", ["get", "kind"], "highway", 18, "major_road", 14, "path", 3, 9]]
+    def road_width(extra: float = 0.0):
+        return ["interpolate", ["exponential", 1.6], ["zoom"],
+                5, ["match", ["get", "kind"], "highway", 0.8 + extra, "major_road", 0.4 + extra, 0.1 + extra],
+                18, ["match", ["get", "kind"], "highway", 18 + extra, "major_road", 14 + extra, "path", 3 + extra,
+                     9 + extra]]
+
     g["roads"] += [
         _layer(f"{src}-roads-casing", src, "roads", "line",
-               {"line-color": t["casing"], "line-width": ["+", road_width, 1.2],
+               {"line-color": t["casing"], "line-width": road_width(1.5),
                 "line-opacity": ["interpolate", ["linear"], ["zoom"], 11, 0, 12, 1]}, "roads",
                _kind_in("highway", "major_road", "minor_road"), {"line-cap": "round", "line-join": "round"}, 11),
-        _layer(f"{src}-roads", src, "roads", "line", {"line-color": road_color, "line-width": road_width},
+        _layer(f"{src}-roads", src, "roads", "line", {"line-color": road_color, "line-width": road_width()},
                "roads", None, {"line-cap": "round", "line-join": "round"}),
         _layer(f"{src}-transit", src, "transit", "line",
                {"line-color": t["rail"], "line-width": 1, "line-dasharray": [3, 2]}, "roads"),
@@ -124,8 +127,10 @@ def protomaps_layers(src: str, t: dict, labels: bool) -> dict[str, list]:
     g["boundaries"].append(_layer(
         f"{src}-boundaries", src, "boundaries", "line",
         {"line-color": ["match", ["get", "kind"], "country", t["country"], t["region"]],
-         "line-width": ["match", ["get", "kind"], "country", _zoom_width([(0, 0.6), (8, 1.6), (14, 3)]),
-                        _zoom_width([(3, 0.3), (14, 1.5)])],
+         "line-width": ["interpolate", ["linear"], ["zoom"],
+                        0, ["match", ["get", "kind"], "country", 0.6, 0.3],
+                        8, ["match", ["get", "kind"], "country", 1.6, 0.8],
+                        14, ["match", ["get", "kind"], "country", 3, 1.5]],
          "line-dasharray": ["literal", [3, 1.5]]},
         "boundaries", ["any", ["!", ["has", "kind_detail"]], ["<=", ["to-number", ["get", "kind_detail"]], 4]]))
     if labels:
