@@ -1,34 +1,14 @@
 """Shared fixtures: real archives from shared/testdata, a tmp data dir, the app, a CLI runner and a live server."""
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("ALMANAC_SHARED", ROOT.parent / "shared"))
-ZIMS = SHARED / "testdata" / "zim"
-MAPS = SHARED / "testdata" / "maps"
-
-
-def zim(name: str) -> Path:
-    path = ZIMS / f"{name}.zim"
-    if not path.exists():
-        pytest.fail(f"shared test archive missing: {path} (set ALMANAC_SHARED to the shared/ folder)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from almanac_testing import MAPS, ROOT, SHARED, ZIMS, almanac, free_port, wait_http, zim  # noqa: F401
 
 
 @pytest.fixture
@@ -69,21 +49,8 @@ def runner(data_dir):
     return CliRunner()
 
 
-def almanac(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """The real CLI in a child process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
 
 
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.fixture

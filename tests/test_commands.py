@@ -6,7 +6,7 @@ import shutil
 
 from appliance.cli import cli
 
-from conftest import almanac, zim
+from almanac_testing import almanac, zim
 
 
 def test_version(runner):

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.config import ConfigError, DEFAULTS_FILE, load_config, set_value
 
-from conftest import almanac
+from almanac_testing import almanac
 
 
 def test_every_default_is_documented_with_a_comment():

@@ -8,7 +8,7 @@ import pytest
 from libzim.reader import Archive
 from libzim.search import Query, Searcher
 
-from conftest import ROOT, almanac
+from almanac_testing import ROOT, almanac
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import shutil
 import time
 import xml.etree.ElementTree as ET
 
-from conftest import zim
+from almanac_testing import zim
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 

@@ -5,7 +5,7 @@ import gzip
 
 from libzim.reader import Archive
 
-from conftest import zim
+from almanac_testing import zim
 
 
 def test_home_has_three_cards_search_box_and_footer(client):

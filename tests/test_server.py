@@ -6,7 +6,7 @@ import shutil
 import urllib.error
 import urllib.request
 
-from conftest import almanac, free_port, wait_http, zim
+from almanac_testing import almanac, free_port, wait_http, zim
 
 
 def get(url: str):
