@@ -251,11 +251,13 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--almanac", default=shutil.which("almanac") or str(Path(sys.executable).with_name("almanac")))
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one in /var/tmp)")
     args = parser.parse_args()
     for tool in ("kiwix-serve", "wrk"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is missing: apt-get install {'kiwix-tools' if tool == 'kiwix-serve' else tool}")
-    workdir = Path(tempfile.mkdtemp(prefix="almanac-bench-"))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="almanac-library-bench-", dir="/var/tmp"))
+    workdir.mkdir(parents=True, exist_ok=True)
     results = {"machine": {"cpus": os.cpu_count()}, "rows": []}
     try:
         results["rows"] += compare(args.zim, args.almanac, args.duration, args.connections, workdir)
