@@ -7,6 +7,7 @@ vocabulary so it builds in minutes, converts it with Almanac, and reports for
   mlx-lm resident       the whole quantized model in memory
   almanac warm          experts streamed, files already in the OS page cache
   almanac cold          experts streamed, files evicted with posix_fadvise(DONTNEED) first
+                        and every expert dropped again after it is read
   almanac cache         warm, with --expert-cache-gb slots (optional, --cache-gb)
 
 decode tok/s, time to first token, bytes read per token, read GB/s achieved vs the disk's
@@ -182,7 +183,9 @@ def worker(mode: str, directory: str, tokens: int, cache_gb: float) -> dict:
 
     import llm_engine
 
-    engine = llm_engine.load(directory, expert_cache_gb=cache_gb)
+    # Cold: the files are evicted first and every read is dropped from the page cache again,
+    # so each token reads from the disk as with a model many times larger than RAM.
+    engine = llm_engine.load(directory, expert_cache_gb=cache_gb, drop_page_cache=mode == "cold")
     if mode == "cold":
         evict([engine.path / layer.file for layer in engine.manifest.layers])
     result = llm_engine.generate(engine, PROMPT, max_tokens=tokens, ignore_eos=True)
@@ -270,6 +273,8 @@ def main() -> None:
           f"32-token prompt; resident weights {rows['mlx-lm resident']['resident_bytes'] / 2**30:.2f} GB "
           f"(fp32 scales, CPU), Almanac resident {rows['almanac warm']['resident_bytes'] / 2**30:.2f} GB")
     print(table(rows, raw, how))
+    print(f"load average during the runs: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"on {os.cpu_count()} CPUs (other work on the machine skews the numbers)")
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def load(
     experts_per_token: int | None = None,
     verify_reads: bool = True,
     io_threads: int = IO_THREADS,
+    drop_page_cache: bool = False,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -153,7 +154,11 @@ def load(
       default: any other value changes the model's output (a quality trade-off).
     verify_reads: check each expert read against its CRC-32 from the manifest, so a
       corrupt file raises CheckpointError instead of producing garbage.
+    drop_page_cache: for benchmarks (Linux): evict every expert from the OS page cache after
+      reading it, as if the model were far larger than RAM.
     """
+    if drop_page_cache and not hasattr(os, "posix_fadvise"):
+        raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
     from mlx_lm.utils import load_tokenizer
 
     path = Path(path)
@@ -198,6 +203,7 @@ def load(
         budget = int(expert_cache_gb * (1 << 30))
         for (p, module), layer in zip(switches, manifest.layers):
             store = LayerStore(path, layer, 0, pool, io, verify_reads)
+            store.drop_page_cache = drop_page_cache
             per_expert.append(store.bank_bytes_per_expert)
             stores.append(store)
         slots = min(budget // sum(per_expert) if budget else 0, max(l.num_experts for l in manifest.layers))

@@ -118,6 +118,9 @@ class LayerStore:
         self.bank_bytes_per_expert = sum(t.bank_nbytes for t in self.tensors)
         self.fd = os.open(self.path, os.O_RDONLY)
         self.verified = np.zeros(spec.num_experts, dtype=bool)
+        # Benchmarks only: forget each expert from the OS page cache once read, so every read
+        # goes to the disk as it would for a model much larger than RAM.
+        self.drop_page_cache = False
         self.bank: Bank | None = None
         self.policy: SlotPolicy | None = None
 
@@ -171,6 +174,8 @@ class LayerStore:
             self.verified[expert] = True
         for buf, stored, dst in staged:
             _widen(buf, stored, dst)
+        if self.drop_page_cache:
+            os.posix_fadvise(self.fd, offset, self.spec.stride, os.POSIX_FADV_DONTNEED)
         return n
 
     def _read_many(self, jobs: list[tuple[int, Bank, int]]) -> int:
