@@ -9,7 +9,7 @@
 from .converter import convert
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .generate import Result, Step, generate, stream_generate
-from .inspect import Problem, info, verify
+from .checks import Problem, info, verify
 from .loader import Engine, load
 
 SUPPORTED_MLX_LM = ">=0.32,<0.33"
