@@ -157,9 +157,11 @@ def tile(name: str, z: str, x: str, y: str, ext: str):
     data = archive.tile(zi, xi, yi)
     mimetype = MVT_MIMETYPE if archive.format.vector else archive.format.mimetype
     headers = {"Access-Control-Allow-Origin": "*"}
+    encoding = archive.tile_encoding()
+    if data and encoding == "gzip" and len(data) < 64 and not gzip.decompress(data):
+        data = None  # a stored empty vector tile: say so with 204 rather than send an empty gzip stream
     if not data:
         return current_app.response_class(status=204, headers={**headers, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"})
-    encoding = archive.tile_encoding()
     tag = make_etag(name, archive.path.stat().st_mtime_ns, zi, xi, yi)
     if encoding == "gzip":
         if "gzip" in request.headers.get("Accept-Encoding", ""):

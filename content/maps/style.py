@@ -75,6 +75,10 @@ def _label(lid, source, source_layer, t, size, filter_, group="labels", color=No
                   group, filter_, layout, minzoom)
 
 
+def _kind_in_class(*classes):
+    return ["in", ["get", "class"], ["literal", list(classes)]]
+
+
 def _kind_in(*kinds):
     return ["in", ["get", "kind"], ["literal", list(kinds)]]
 
@@ -186,6 +190,9 @@ def openmaptiles_layers(src: str, t: dict, labels: bool) -> list:
                {"line-color": ["match", ["get", "admin_level"], 2, t["country"], t["region"]],
                 "line-width": 1.2, "line-dasharray": [3, 1.5]}, "boundaries",
                ["<=", ["get", "admin_level"], 4]),
+        _layer(f"{src}-place-dot", src, "place", "circle",
+               {"circle-radius": 3, "circle-color": t["city"], "circle-stroke-color": t["halo"],
+                "circle-stroke-width": 1}, "labels", _kind_in_class("city", "town")),
     ]
     if labels:
         layers += [

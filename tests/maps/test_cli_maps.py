@@ -1,0 +1,60 @@
+"""`almanac maps ...` as a user runs it."""
+from __future__ import annotations
+
+import json
+
+from tests.conftest import almanac
+
+from .conftest import shared_map
+
+
+def test_add_list_remove(data_dir):
+    added = almanac("maps", "add", str(shared_map("openmaptiles")))
+    assert added.returncode == 0, added.stderr
+    assert "added helsinki-omt-z0-14: openmaptiles pbf tiles, zooms 0-14" in added.stdout
+    listed = json.loads(almanac("maps", "list", "--json").stdout)
+    assert [m["name"] for m in listed] == ["helsinki-omt-z0-14"] and listed[0]["maxzoom"] == 14
+    again = almanac("maps", "add", str(shared_map("raster")), "--name", "helsinki-omt-z0-14")
+    assert again.returncode == 1 and "already served" in again.stderr
+    bad = data_dir.parent / "notes.pmtiles"
+    bad.write_text("hello")
+    refused = almanac("maps", "add", str(bad))
+    assert refused.returncode == 1 and "not a PMTiles archive" in refused.stderr
+    removed = almanac("maps", "remove", "helsinki-omt-z0-14")
+    assert removed.returncode == 0 and "file kept" in removed.stdout
+    assert shared_map("openmaptiles").exists()
+    assert almanac("maps", "remove", "helsinki-omt-z0-14").returncode == 1
+    assert almanac("maps", "list").stdout == ""
+
+
+def test_init_is_idempotent(built_maps, data_dir):
+    from .conftest import install_built
+
+    install_built(built_maps, data_dir)
+    proc = almanac("maps", "init", "--no-npm")
+    assert proc.returncode == 0, proc.stderr
+    assert "world basemap: present" in proc.stdout and "place index: present" in proc.stdout
+    assert "MapLibre GL JS" in proc.stdout
+    listed = json.loads(almanac("maps", "list", "--json").stdout)
+    world = next(m for m in listed if m["name"] == "world")
+    assert world["basemap"] and world["schema"] == "protomaps" and world["maxzoom"] == 6
+    assert {"earth", "boundaries", "places"} <= set(world["vector_layers"])
+
+
+def test_built_basemap_has_land_borders_and_cities(built_maps):
+    """The basemap `maps init` built offline: real content at every zoom, cities named."""
+    import gzip
+
+    from content.maps.pmtiles_archive import PMTilesArchive
+
+    world = PMTilesArchive(built_maps / "world.pmtiles")
+    assert (world.minzoom, world.maxzoom) == (0, 6)
+    assert "GeoNames" in world.metadata["attribution"]
+    z0 = gzip.decompress(world.tile(0, 0, 0))
+    assert b"earth" in z0 and b"boundaries" in z0
+    z3 = gzip.decompress(world.tile(3, 4, 2))  # northern Europe: country names and big cities
+    assert b"places" in z3 and b"Finland" in z3
+    # Zoom 6 tile over Helsinki (x=36, y=18): the city's name is in it.
+    z6 = gzip.decompress(world.tile(6, 36, 18))
+    assert b"Helsinki" in z6 and b"Tallinn" in z6
+    assert world.path.stat().st_size > 2_000_000
