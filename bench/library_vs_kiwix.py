@@ -60,11 +60,14 @@ def wrk(base: str, paths: list[str], duration: int, connections: int) -> dict:
                 "  return wrk.format('GET', paths[(counter % #paths) + 1])\nend\n")
         script = f.name
     try:
-        out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
+        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
                              capture_output=True, text=True, timeout=duration + 60).stdout
     finally:
         os.unlink(script)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not found:
+        raise RuntimeError(f"wrk printed no rate: {out.strip()[-200:]}")
+    rps = float(found.group(1))
 
     def pct(p: str) -> float:
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
