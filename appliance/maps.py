@@ -162,7 +162,7 @@ def tile(name: str, z: str, x: str, y: str, ext: str):
         data = None  # a stored empty vector tile: say so with 204 rather than send an empty gzip stream
     if not data:
         return current_app.response_class(status=204, headers={**headers, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"})
-    tag = make_etag(name, archive.path.stat().st_mtime_ns, zi, xi, yi)
+    tag = make_etag(name, getattr(archive, "mtime_ns", 0), zi, xi, yi)
     if encoding == "gzip":
         if "gzip" in request.headers.get("Accept-Encoding", ""):
             headers["Content-Encoding"] = "gzip"

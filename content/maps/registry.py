@@ -37,6 +37,7 @@ class MapRegistry:
         self._conn.executescript(SCHEMA)
         self._lock = threading.Lock()
         self._open: dict[str, tuple[str, int, object]] = {}  # name -> (path, mtime_ns, archive)
+        self._checked: dict[str, float] = {}  # name -> when its file was last stat()ed
         self._paths: dict[str, Path] = {}
         self._scanned_at = 0.0
 
@@ -66,18 +67,25 @@ class MapRegistry:
         path = self.paths().get(name)
         if path is None:
             return None
+        now = time.monotonic()
+        with self._lock:
+            cached = self._open.get(name)
+            # A tile server asks thousands of times a second: look at the file at most once a second.
+            if cached and cached[0] == str(path) and now - self._checked.get(name, 0) < 1.0:
+                return cached[2]
         try:
             mtime = path.stat().st_mtime_ns
         except OSError:
             return None
         with self._lock:
-            cached = self._open.get(name)
+            self._checked[name] = now
             if cached and cached[0] == str(path) and cached[1] == mtime:
                 return cached[2]
         try:
             archive = open_archive(path)
         except ArchiveError:
             return None
+        archive.mtime_ns = mtime
         with self._lock:
             old = self._open.get(name)
             self._open[name] = (str(path), mtime, archive)
