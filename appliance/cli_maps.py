@@ -108,3 +108,36 @@ def maps_init(force: bool, use_npm: bool):
         raise click.ClickException("map viewer: MapLibre GL JS not found; `pip install maplibre` or install npm")
     click.echo(f"map viewer: MapLibre GL JS {lib.version_text} from {lib.origin}"
                + ("" if lib.local_glyphs else " (too old for labels without glyph files: places show as dots)"))
+
+
+@maps.command("add-region")
+@click.option("--bbox", help="W,S,E,N in degrees.")
+@click.option("--country", help="ISO 3166 alpha-2 code (its main territory's box, from Natural Earth).")
+@click.option("--maxzoom", type=click.IntRange(0, 16), required=True, help="Deepest zoom to copy (14 = streets).")
+@click.option("--source", required=True, help="A planet-scale PMTiles archive: a local path or an http(s) URL.")
+@click.option("--name", help="Map name (default: region-<country> or region-<bbox>).")
+@click.option("--dry-run", is_flag=True, help="Only print how much would be fetched.")
+def maps_add_region(bbox, country, maxzoom, source, name, dry_run):
+    """Extract a region from a planet archive with range reads (resumable); the world map stays underneath."""
+    from content.maps import region
+    from content.maps.registry import valid_name
+
+    if bool(bbox) == bool(country):
+        raise click.UsageError("give exactly one of --bbox or --country")
+    try:
+        box = region.parse_bbox(bbox) if bbox else region.country_bbox(country)
+        name = name or (f"region-{country.lower()}" if country else
+                        "region-" + "_".join(f"{v:.2f}" for v in box).replace("-", "m"))
+        if not valid_name(name):
+            raise click.UsageError(f"{name!r}: a map name may hold letters, digits, '-', '_' and '.'")
+        src = region.Source(source)
+        out = _data().maps / f"{name}.pmtiles"
+        if dry_run:
+            p = region.plan(src, box, maxzoom)
+            click.echo(f"{name}: {len(p.entries)} tiles, {p.bytes_needed / 1e6:.1f} MB to fetch "
+                       f"(box {', '.join(f'{v:.3f}' for v in box)})")
+            return
+        region.extract(src, out, box, maxzoom, log=lambda m: click.echo(f"{name}: {m}"))
+    except region.RegionError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{name}: saved {out} ({out.stat().st_size / 1e6:.1f} MB); it is served now")
