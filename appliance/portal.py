@@ -27,8 +27,10 @@ def home():
         "cards": [
             {"id": "library", "name": "Library", "url": "/library", "count": installed["books"],
              "text": f"{installed['books']} book{'s' if installed['books'] != 1 else ''} to read offline"},
-            {"id": "maps", "name": "Maps", "url": None, "count": installed["maps"],
-             "text": "Offline world maps: arriving in a coming update"},
+            {"id": "maps", "name": "Maps", "url": "/maps" if installed["maps"] else None, "count": installed["maps"],
+             "text": (f"{installed['maps']} offline map{'s' if installed['maps'] != 1 else ''}: the world, "
+                      "place search and articles on the map") if installed["maps"]
+             else "Offline maps: run `almanac maps init` to build the world map"},
             {"id": "assistant", "name": "Assistant", "url": None, "count": installed["models"],
              "text": "Questions answered from the library, with sources: arriving in a coming update"},
         ],
