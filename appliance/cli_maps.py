@@ -141,3 +141,19 @@ def maps_add_region(bbox, country, maxzoom, source, name, dry_run):
     except region.RegionError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"{name}: saved {out} ({out.stat().st_size / 1e6:.1f} MB); it is served now")
+
+
+@maps.command("index-articles")
+def maps_index_articles():
+    """Find the coordinates in every library book's pages now (the server also does it by itself)."""
+    from content.library import Library
+    from content.maps.geoindex import GeoIndex
+
+    data = _data()
+    library = Library(data.db, data.archives)
+    library.scan()
+    geo = GeoIndex(data.db)
+    done = geo.sync(library, background=False)
+    counts = {r["book"]: r["articles"] for r in geo._conn.execute("SELECT book, articles FROM article_coords_books")}
+    for name in sorted(counts):
+        click.echo(f"{name}\t{counts[name]} articles with coordinates" + ("\t(indexed now)" if name in done else ""))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from flask import abort, current_app, jsonify, request, send_file
 from content.maps import style as styles
 from content.maps import vendor
 from content.maps.gazetteer import Gazetteer, GazetteerError
+from content.maps.geoindex import GeoIndex
 from content.maps.registry import BASEMAP_NAME, MapRegistry
 from content.maps.tiles import describe, schema
 
@@ -26,11 +28,25 @@ TILE_MAX_AGE = 3600
 SEARCH_LIMIT_MAX = 50
 
 
+GEO_SYNC_INTERVAL_S = 10.0
+
+
 @dataclass
 class MapsState:
     registry: MapRegistry
     gazetteer_path: Path
+    geo: GeoIndex
     _gazetteer: Gazetteer | None = None
+    _geo_synced: float = -1e9
+
+    def articles(self, library) -> GeoIndex:
+        """The article-coordinate index, brought up to date with the library every few seconds."""
+        now = time.monotonic()
+        if now - self._geo_synced >= GEO_SYNC_INTERVAL_S:
+            self._geo_synced = now
+            library.scan()  # one folder listing; catches a book dropped in since the last look
+            self.geo.sync(library)
+        return self.geo
 
     def gazetteer(self) -> Gazetteer | None:
         if self._gazetteer is None and self.gazetteer_path.is_file():
@@ -53,7 +69,7 @@ def state() -> MapsState:
             st = app.extensions.get("almanac_maps")
             if st is None:
                 data = services.get().data
-                st = MapsState(MapRegistry(data.db, data.maps), gazetteer_path(data))
+                st = MapsState(MapRegistry(data.db, data.maps), gazetteer_path(data), GeoIndex(data.db))
                 app.extensions["almanac_maps"] = st
     return st
 
@@ -246,6 +262,28 @@ def nearest():
     return jsonify([dict(p.to_json(), distance_km=round(d, 2)) for p, d in gaz.nearest(lat, lon, 1)])
 
 
+def nearby():
+    """Articles with coordinates within radius_km of a point, nearest first."""
+    lat, lon = _float_arg("lat", -90, 90), _float_arg("lon", -180, 180)
+    radius = _float_arg("radius_km", 0, 2000) if "radius_km" in request.args else 10.0
+    try:
+        limit = min(500, max(1, int(request.args.get("limit", 100))))
+    except ValueError:
+        abort(400, description="limit must be a whole number")
+    geo = state().articles(services.get().library)
+    return jsonify([a.to_json() for a in geo.nearby(lat, lon, radius, limit)])
+
+
+def article_location():
+    """Where a library article is, for a "view on map" link: {"lat","lon","url"} or 404."""
+    book, path = request.args.get("book", ""), request.args.get("path", "")
+    coords = state().articles(services.get().library).coordinates(book, path)
+    if coords is None:
+        abort(404, description="no coordinates known for that article")
+    lat, lon = coords
+    return jsonify({"lat": lat, "lon": lon, "url": f"/maps?lat={lat:.5f}&lon={lon:.5f}&z=13"})
+
+
 def vendor_file(filename: str):
     lib = vendor.find(services.get().data.maps)
     if lib is None:
@@ -267,5 +305,7 @@ ROUTES = [
     ("/maps/archives/<filename>", archive_file),
     ("/maps/search", search),
     ("/maps/nearest", nearest),
+    ("/maps/nearby", nearby),
+    ("/maps/article", article_location),
     ("/maps/vendor/<filename>", vendor_file),
 ]

@@ -84,6 +84,7 @@
   });
   map.on("style.load", function () { addArticleLayer(); applyGroups(); });
   map.on("moveend", loadArticles);
+  map.once("load", loadArticles);
   map.on("click", "articles", function (e) {
     var p = e.features[0].properties;
     var a = document.createElement("a");

@@ -6,6 +6,7 @@ import pytest
 
 from .cdp import Browser, chromium_path
 from .conftest import install_built
+from .test_articles import geo_book  # noqa: F401  (fixture: a ZIM with coordinates in the library)
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
 
@@ -26,7 +27,8 @@ def _map_box(b: Browser) -> dict:
                       " height: Math.round(r.height)}; })()")
 
 
-def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, live_server, browser, tmp_path):
+def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, geo_book, live_server, browser,
+                                                          tmp_path):
     install_built(built_maps, data_dir)
     b = browser
     b.watch_everything()
@@ -57,3 +59,10 @@ def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, 
     assert b.evaluate("document.querySelectorAll('.maplibregl-marker').length") >= 1
     outside = [u for u in b.requested_urls() if not u.startswith((live_server + "/", "data:", f"blob:{live_server}/"))]
     assert outside == []
+
+    # Articles on the map: near Helsinki the test book's articles show as markers.
+    b.call("Page.navigate", url=f"{live_server}/maps?lat=60.17&lon=24.94&z=9")
+    assert b.wait_for("!!window.almanacMap && window.almanacMap.getLayer('articles') !== undefined"
+                      " && window.almanacMap.querySourceFeatures('articles').length >= 2", 30), b.console_errors()
+    titles = b.evaluate("window.almanacMap.querySourceFeatures('articles').map(f => f.properties.title).sort()")
+    assert {"Helsinki", "Espoo"} <= set(titles)
