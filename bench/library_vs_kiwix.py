@@ -150,6 +150,7 @@ def sample_urls(zim: Path, kiwix_prefix: str, almanac_book: str, n: int = 200) -
 
 def compare(zim: Path, almanac: str, duration: int, connections: int, workdir: Path) -> list[dict]:
     kport, aport = free_port(), free_port()
+    shutil.rmtree(workdir / f"data-{zim.stem}", ignore_errors=True)
     rows = []
     kiwix = start_kiwix(zim, kport)
     almanac_proc = start_almanac(almanac, zim, aport, workdir / f"data-{zim.stem}")
@@ -254,7 +255,9 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--almanac", default=shutil.which("almanac") or str(Path(sys.executable).with_name("almanac")))
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new one in /var/tmp)")
+    parser.add_argument("--workdir", type=Path,
+                        help="scratch folder, kept with the generated archive for the next run (default: a new one "
+                             "in /var/tmp, removed afterwards)")
     args = parser.parse_args()
     for tool in ("kiwix-serve", "wrk"):
         if not shutil.which(tool):
@@ -265,11 +268,13 @@ def main() -> int:
     try:
         results["rows"] += compare(args.zim, args.almanac, args.duration, args.connections, workdir)
         if not args.skip_big:
-            big = workdir / "generated100k.zim"
-            results["big_build_s"] = round(build_big_archive(big, args.articles), 1)
+            big = workdir / f"generated{args.articles // 1000}k.zim"
+            if not big.exists():  # building takes minutes: a kept --workdir reuses it
+                results["big_build_s"] = round(build_big_archive(big, args.articles), 1)
             results["rows"] += compare(big, args.almanac, args.duration, args.connections, workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\n{'archive':<22} {'kind':<8} {'kiwix-serve':<48} {'almanac':<48} ratio")
     for row in results["rows"]:
