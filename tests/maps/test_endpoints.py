@@ -216,3 +216,27 @@ def test_text_layers_use_local_fonts_without_glyphs():
     assert not any(layer["type"] == "symbol" for layer in no_text["layers"])
     with pytest.raises(ValueError):
         build_style([src], "http://box", "sepia")
+
+
+def test_fast_path_answers_like_the_view(maps_app, maps_client, served):
+    """Tiles usually skip Flask (TileFastPath); the Flask view behind it must give the same answer."""
+    from werkzeug.test import Client
+
+    from appliance.maps import TileFastPath
+
+    name = served["protomaps10m"]
+    maps_client.get("/maps/style.json")  # the first maps request installs the fast path
+    assert isinstance(maps_app.wsgi_app, TileFastPath)
+    flask_only = Client(maps_app.wsgi_app.wsgi_app)
+    (z, x, y), stored = max(_tiles("protomaps10m"), key=lambda t: len(t[1]))
+    url = f"/maps/tiles/{name}/{z}/{x}/{y}.pbf"
+    for headers in ({"Accept-Encoding": "gzip"}, {}):
+        with maps_app.app_context():
+            slow = flask_only.get(url, headers=headers)
+        fast = maps_client.get(url, headers=headers)
+        assert fast.data == slow.data and fast.status_code == slow.status_code == 200
+        for h in ("Content-Type", "Content-Encoding", "ETag", "Cache-Control", "Vary", "Access-Control-Allow-Origin"):
+            assert fast.headers.get(h) == slow.headers.get(h), h
+        assert maps_client.get(url, headers={**headers, "If-None-Match": fast.headers["ETag"]}).status_code == 304
+    head = maps_client.head(url, headers={"Accept-Encoding": "gzip"})
+    assert head.status_code == 200 and head.data == b"" and int(head.headers["Content-Length"]) == len(stored)
