@@ -29,7 +29,10 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["JSON_SORT_KEYS"] = False
     app.json.sort_keys = False
     app.logger.setLevel(getattr(logging, config.get("log_level").upper()))
-    library = Library(data.db, data.archives)
+    import libzim
+
+    libzim.set_cluster_cache_max_size(config.get("library.cluster_cache_mb") << 20)
+    library = Library(data.db, data.archives, scan_interval_s=config.get("library.scan_interval_s"))
     library.scan()
     app.extensions["almanac"] = services.Services(config=config, data=data, library=library,
                                                   started_at=time.time(), version=__version__)

@@ -115,6 +115,12 @@ def _check_ranges(values: dict, source: str) -> None:
         raise ConfigError(source, "server.host", "must not be empty")
     if values["log_level"] not in LOG_LEVELS:
         raise ConfigError(source, "log_level", f"{values['log_level']!r} is not one of {', '.join(LOG_LEVELS)}")
+    library = values["library"]
+    if not 0 <= library["cluster_cache_mb"] <= 1 << 20:
+        raise ConfigError(source, "library.cluster_cache_mb", f"{library['cluster_cache_mb']} is out of range")
+    if not 1 <= library["scan_interval_s"] <= 86400:
+        raise ConfigError(source, "library.scan_interval_s",
+                          f"{library['scan_interval_s']} is out of range 1-86400")
     if not str(values["portal"]["title"]).strip():
         raise ConfigError(source, "portal.title", "must not be empty")
 
