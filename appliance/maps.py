@@ -138,9 +138,13 @@ def style_json():
     wanted = request.args.get("map", "")
     archives = _sources()
     if wanted:
-        archives = [(n, a) for n, a in archives if n == wanted]
-        if not archives:
+        chosen = [(n, a) for n, a in archives if n == wanted]
+        if not chosen:
             abort(404, description=f"no map named {wanted!r}")
+        if schema(chosen[0][1]) == "openmaptiles":
+            # A city-sized OpenMapTiles extract sits on the world map rather than on an empty sea.
+            chosen = [(n, a) for n, a in archives if schema(a) == "protomaps"] + chosen
+        archives = chosen
     else:
         archives = [(n, a) for n, a in archives if schema(a) == "protomaps"] or archives[:1]
     lib = vendor.find(services.get().data.maps)

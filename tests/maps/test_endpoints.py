@@ -132,6 +132,7 @@ def test_styles_for_each_schema(maps_client, served, monkeypatch):
     assert dark["layers"][0]["paint"]["background-color"] != composite["layers"][0]["paint"]["background-color"]
     omt = _style(maps_client, map=served["openmaptiles"])
     assert {layer.get("source-layer") for layer in omt["layers"]} >= {"transportation", "water", "place"}
+    assert f"pm-{served['protomaps10m']}" in omt["sources"]  # the world stays underneath
     src = omt["sources"][f"omt-{served['openmaptiles']}"]
     assert src["maxzoom"] == 14  # MapLibre overzooms past it
     raster = _style(maps_client, map=served["raster"], flavor="dark")
