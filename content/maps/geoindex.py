@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS article_coords (
     PRIMARY KEY (book, path)
 );
 CREATE INDEX IF NOT EXISTS article_coords_lat ON article_coords(lat);
+CREATE TABLE IF NOT EXISTS article_coords_claims (
+    book TEXT PRIMARY KEY,
+    uuid TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS article_coords_books (
     book TEXT PRIMARY KEY,
     uuid TEXT NOT NULL,
@@ -42,6 +47,7 @@ _LAT_LON = re.compile(r'class="[^"]*\blatitude\b[^"]*"[^>]*>\s*' + _NUM + r'\s*<
 _META = re.compile(r'<meta[^>]+name="(?:geo\.position|ICBM)"[^>]+content="\s*' + _NUM + r"\s*[;,]\s*" + _NUM, re.I)
 _MARKERS = (b"geo", b"latitude", b"ICBM")
 SYNC_INLINE_MAX_ARTICLES = 20000  # bigger books are indexed in the background
+CLAIM_TIMEOUT_S = 6 * 3600  # a claim older than this belongs to a process that died
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class GeoIndex:
             if archive is None:
                 continue
             if background and book.article_count > SYNC_INLINE_MAX_ARTICLES:
+                if not self._claim(name, book.uuid):
+                    continue  # another server process is on it
                 self._busy.add(name)
                 threading.Thread(target=self._index_later, args=(name, book.uuid, archive), daemon=True).start()
             else:
@@ -131,10 +139,21 @@ class GeoIndex:
                 now.append(name)
         return now
 
+    def _claim(self, name: str, uuid: str) -> bool:
+        """One process indexes a big book; the other gunicorn workers leave it alone."""
+        with self._lock:
+            self._conn.execute("DELETE FROM article_coords_claims WHERE started_at < ?",
+                               (time.time() - CLAIM_TIMEOUT_S,))
+            cur = self._conn.execute("INSERT OR IGNORE INTO article_coords_claims VALUES (?, ?, ?)",
+                                     (name, uuid, time.time()))
+            return cur.rowcount == 1
+
     def _index_later(self, name, uuid, archive):
         try:
             self.index_book(name, uuid, archive)
         finally:
+            with self._lock:
+                self._conn.execute("DELETE FROM article_coords_claims WHERE book = ?", (name,))
             self._busy.discard(name)
 
     def nearby(self, lat: float, lon: float, radius_km: float, limit: int = 100) -> list[Article]:

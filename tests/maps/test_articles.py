@@ -79,3 +79,22 @@ def test_index_articles_command(geo_book):
     assert "north\t4 articles with coordinates\t(indexed now)" in proc.stdout
     again = almanac("maps", "index-articles")
     assert "north\t4 articles with coordinates" in again.stdout and "indexed now" not in again.stdout
+
+
+def test_big_books_are_indexed_once_in_the_background(geo_book, data_dir, monkeypatch):
+    import time
+
+    from content.library import Library
+    from content.maps import geoindex
+
+    monkeypatch.setattr(geoindex, "SYNC_INLINE_MAX_ARTICLES", 1)  # make the small book count as big
+    library = Library(data_dir / "almanac.db", data_dir / "archives")
+    library.scan()
+    first, second = geoindex.GeoIndex(data_dir / "almanac.db"), geoindex.GeoIndex(data_dir / "almanac.db")
+    assert first.sync(library) == []  # handed to a thread
+    assert second.sync(library) == [] and not second._busy  # claimed by the first: left alone
+    deadline = time.monotonic() + 30
+    while first._busy and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [a.title for a in second.nearby(60.17, 24.94, 30)] == ["Helsinki", "Espoo"]
+    library.close()

@@ -241,3 +241,15 @@ def test_fast_path_answers_like_the_view(maps_app, maps_client, served):
         assert maps_client.get(url, headers={**headers, "If-None-Match": fast.headers["ETag"]}).status_code == 304
     head = maps_client.head(url, headers={"Accept-Encoding": "gzip"})
     assert head.status_code == 200 and head.data == b"" and int(head.headers["Content-Length"]) == len(stored)
+
+
+def test_mbtiles_served_directly(maps_client, data_dir, tmp_path):
+    from pmtiles.convert import pmtiles_to_mbtiles
+
+    mb = data_dir / "maps" / "helsinki.mbtiles"
+    pmtiles_to_mbtiles(str(shared_map("openmaptiles")), str(mb))
+    (z, x, y), stored = max(_tiles("openmaptiles"), key=lambda t: len(t[1]))
+    r = maps_client.get(f"/maps/tiles/helsinki/{z}/{x}/{y}.pbf", headers={"Accept-Encoding": "gzip"})
+    assert r.status_code == 200 and r.data == stored and r.headers["Content-Encoding"] == "gzip"
+    assert maps_client.get("/maps/tiles/helsinki.json").get_json()["maxzoom"] == 14
+    assert maps_client.get("/maps/archives/helsinki.mbtiles").data == mb.read_bytes()
