@@ -62,12 +62,3 @@ class SlotPolicy:
                 self.slot_of[experts[pos]] = slot
                 slots[pos] = slot
         return Plan(slots, misses)
-
-    def resident_slots(self, experts: np.ndarray) -> np.ndarray:
-        """Slot of each expert if retained (-1 otherwise), counting the use but not moving anything."""
-        self.tick += 1
-        self.uses[experts] += 1
-        self.last[experts] = self.tick
-        if not self.retain:
-            return np.full(len(experts), -1, dtype=np.int64)
-        return self.slot_of[experts].copy()

@@ -15,7 +15,7 @@ from . import manifest as mf
 from .device import cast_model
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .models import TOP_K_ATTRIBUTES, build_model, get_module, require_switch_modules, set_module
-from .store import IOStats, LayerStore
+from .store import IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
 
 IO_THREADS = 8
@@ -52,7 +52,8 @@ class Engine:
         return sum(v.nbytes for _, v in tree_flatten(self.model.parameters()))
 
     def bank_bytes(self) -> int:
-        return sum(s.bank_bytes_per_expert * (s.bank.size if s.bank else 0) for s in self.stores)
+        banks = {id(s.bank): s.bank_bytes_per_expert * s.bank.size for s in self.stores if s.bank}
+        return sum(banks.values())
 
 
 def _read_config(path: Path) -> dict:
@@ -120,22 +121,55 @@ def _check_switch(module: nn.Module, layer: mf.LayerSpec, index: int) -> None:
             raise CheckpointError(f"{where}.tensors[{j}].dtype: {t.dtype} does not match the model's {a.dtype}")
 
 
+def _top_k_owners(model: nn.Module, path: str) -> list[tuple[nn.Module, str]]:
+    """(module, attribute) pairs holding the experts-per-token count of one switch layer."""
+    parent = get_module(model, path.rpartition(".")[0])
+    owners = [parent] + [c for c in parent.children().values() if isinstance(c, nn.Module)]
+    found = []
+    for owner in owners:
+        for attr in TOP_K_ATTRIBUTES:
+            current = getattr(owner, attr, None)
+            if isinstance(current, int) and not isinstance(current, bool):
+                found.append((owner, attr))
+    return found
+
+
+def top_k_of(model: nn.Module, path: str, default: int) -> int:
+    owners = _top_k_owners(model, path)
+    return max(getattr(o, a) for o, a in owners) if owners else default
+
+
 def set_experts_per_token(model: nn.Module, switch_paths: list[str], k: int) -> None:
     """Route every token to k experts instead of the trained number (a quality trade-off)."""
     for path in switch_paths:
-        parent = get_module(model, path.rpartition(".")[0])
-        owners = [parent] + [c for c in parent.children().values() if isinstance(c, nn.Module)]
-        found = False
-        for owner in owners:
-            for attr in TOP_K_ATTRIBUTES:
-                current = getattr(owner, attr, None)
-                if isinstance(current, int) and not isinstance(current, bool):
-                    if not 1 <= k <= getattr(get_module(model, path).store.spec, "num_experts"):
-                        raise EngineError(f"--experts-per-token {k} is out of range")
-                    setattr(owner, attr, k)
-                    found = True
-        if not found:
+        owners = _top_k_owners(model, path)
+        if not owners:
             raise UnsupportedModelError(f"{path}: cannot find where this model keeps its experts per token")
+        if not 1 <= k <= get_module(model, path).store.spec.num_experts:
+            raise EngineError(f"--experts-per-token {k} is out of range")
+        for owner, attr in owners:
+            setattr(owner, attr, k)
+
+
+def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore],
+                  default_top_k: int) -> None:
+    """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers."""
+    sizes = [min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots))
+             for p, s in zip(paths, stores)]
+    shared_size: dict[tuple, int] = {}
+    for store, size in zip(stores, sizes):
+        if not store.cache_slots:
+            key = bank_signature(store.spec)
+            shared_size[key] = max(size, shared_size.get(key, 0))
+    shared = {}
+    for store, size in zip(stores, sizes):
+        if store.cache_slots:
+            store.attach(alloc_bank(store.spec, size), retain=True)
+            continue
+        key = bank_signature(store.spec)
+        if key not in shared:
+            shared[key] = alloc_bank(store.spec, shared_size[key])
+        store.attach(shared[key], retain=False)
 
 
 def load(
@@ -202,7 +236,7 @@ def load(
             _check_switch(module, layer, i)
         budget = int(expert_cache_gb * (1 << 30))
         for (p, module), layer in zip(switches, manifest.layers):
-            store = LayerStore(path, layer, 0, pool, io, verify_reads)
+            store = LayerStore(path, layer, pool, io, verify_reads)
             store.drop_page_cache = drop_page_cache
             per_expert.append(store.bank_bytes_per_expert)
             stores.append(store)
@@ -220,6 +254,7 @@ def load(
         mx.eval(model.parameters())
         if experts_per_token is not None:
             set_experts_per_token(model, paths, experts_per_token)
+        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)))
         try:
             tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
         except Exception as e:  # transformers raises many kinds for a missing/broken tokenizer

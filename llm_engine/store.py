@@ -17,6 +17,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import mlx.core as mx
 import numpy as np
@@ -36,7 +37,8 @@ class IOStats:
     expert_reads: int = 0
     cache_hits: int = 0
     cache_misses: int = 0
-    io_seconds: float = 0.0
+    io_seconds: float = 0.0  # wall time reads were in flight
+    io_wait_seconds: float = 0.0  # time compute waited for reads (the part not overlapped)
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -49,12 +51,13 @@ class IOStats:
             "cache_misses": self.cache_misses,
             "cache_hit_rate": self.cache_hits / looked_up if looked_up else 0.0,
             "io_seconds": self.io_seconds,
+            "io_wait_seconds": self.io_wait_seconds,
             "moe_calls": self.calls,
         }
 
     def reset(self) -> None:
         self.bytes_read = self.expert_reads = self.cache_hits = self.cache_misses = self.calls = 0
-        self.io_seconds = 0.0
+        self.io_seconds = self.io_wait_seconds = 0.0
 
 
 @dataclass
@@ -91,14 +94,55 @@ def _widen(src: np.ndarray, stored: str, dst: np.ndarray) -> None:
         raise CheckpointError(f"cannot widen stored dtype {stored}")
 
 
-class LayerStore:
-    """The expert file of one MoE layer, its bank and its slot policy."""
+def bank_layout(spec: mf.LayerSpec) -> list[_Tensor]:
+    """How each tensor of one expert is held in a bank on this device."""
+    out = []
+    for t in spec.tensors:
+        dt = compute_dtype(mf.mx_dtype(t.dtype))
+        itemsize = 4 if dt == mx.float32 else np.dtype(mf.np_dtype(t.dtype)).itemsize
+        out.append(_Tensor(t, dt, int(np.prod(t.shape, dtype=np.int64)) * itemsize))
+    return out
 
-    def __init__(self, root: Path, spec: mf.LayerSpec, cache_slots: int,
-                 pool: ThreadPoolExecutor, stats: IOStats, verify_reads: bool = True):
+
+def bank_signature(spec: mf.LayerSpec) -> tuple:
+    """Layers with equal signatures can share one bank (same tensors, shapes, dtypes)."""
+    return tuple((t.spec.name, tuple(t.spec.shape), t.spec.dtype, str(t.bank_dtype))
+                 for t in bank_layout(spec))
+
+
+def alloc_bank(spec: mf.LayerSpec, size: int) -> Bank:
+    params, raws = {}, []
+    for t in bank_layout(spec):
+        shape = (size, *t.spec.shape)
+        if t.bank_dtype == mx.bfloat16:
+            raw = mx.zeros(shape, dtype=mx.uint16)
+            params[t.spec.name] = raw.view(mx.bfloat16)
+        else:
+            raw = params[t.spec.name] = mx.zeros(shape, dtype=t.bank_dtype)
+        raws.append(raw)
+    # Evaluate once so every array owns its buffer; the bf16 views share the raw one.
+    mx.eval(raws, list(params.values()))
+    rows = [np.asarray(r).reshape(size, -1).view(np.uint8) for r in raws]
+    for r in rows:
+        if not r.flags.writeable:  # a numpy/MLX change would break zero-copy reads
+            raise RuntimeError("MLX arrays are not writable through numpy on this install")
+    return Bank(size, params, rows, raws)
+
+
+class LayerStore:
+    """The expert file of one MoE layer, the bank its experts are read into, and its slot policy.
+
+    The bank is attached by the loader: with an expert cache each layer has its own bank whose
+    slots keep experts between calls; without one, layers of the same shape share one bank
+    (the layers run one after another and each call's output is evaluated before the next
+    call reads), so streaming costs one layer's top-k experts of memory, not one per layer.
+    """
+
+    def __init__(self, root: Path, spec: mf.LayerSpec, pool: ThreadPoolExecutor,
+                 stats: IOStats, verify_reads: bool = True):
         self.path = Path(root) / spec.file
         self.spec = spec
-        self.cache_slots = cache_slots
+        self.cache_slots = 0
         self.pool = pool
         self.stats = stats
         self.verify_reads = verify_reads
@@ -110,11 +154,7 @@ class LayerStore:
                 f"{self.path}: {size} bytes but the manifest says {spec.size} "
                 f"({'truncated' if size < spec.size else 'too long'})"
             )
-        self.tensors = []
-        for t in spec.tensors:
-            dt = compute_dtype(mf.mx_dtype(t.dtype))
-            itemsize = 4 if dt == mx.float32 else np.dtype(mf.np_dtype(t.dtype)).itemsize
-            self.tensors.append(_Tensor(t, dt, int(np.prod(t.shape, dtype=np.int64)) * itemsize))
+        self.tensors = bank_layout(spec)
         self.bank_bytes_per_expert = sum(t.bank_nbytes for t in self.tensors)
         self.fd = os.open(self.path, os.O_RDONLY)
         self.verified = np.zeros(spec.num_experts, dtype=bool)
@@ -124,30 +164,21 @@ class LayerStore:
         self.bank: Bank | None = None
         self.policy: SlotPolicy | None = None
 
+    def attach(self, bank: Bank, retain: bool) -> None:
+        self.bank = bank
+        self.policy = SlotPolicy(self.spec.num_experts, bank.size, retain=retain)
+
+    @property
+    def capacity(self) -> int:
+        return self.bank.size
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
 
-    def _alloc(self, size: int) -> Bank:
-        params, raws = {}, []
-        for t in self.tensors:
-            shape = (size, *t.spec.shape)
-            if t.bank_dtype == mx.bfloat16:
-                raw = mx.zeros(shape, dtype=mx.uint16)
-                params[t.spec.name] = raw.view(mx.bfloat16)
-            else:
-                raw = params[t.spec.name] = mx.zeros(shape, dtype=t.bank_dtype)
-            raws.append(raw)
-        # Evaluate once so every array owns its buffer; the bf16 views share the raw one.
-        mx.eval(raws, list(params.values()))
-        rows = [np.asarray(r).reshape(size, -1).view(np.uint8) for r in raws]
-        for r in rows:
-            if not r.flags.writeable:  # a numpy/MLX change would break zero-copy reads
-                raise RuntimeError("MLX arrays are not writable through numpy on this install")
-        return Bank(size, params, rows, raws)
-
-    def _read(self, expert: int, bank: Bank, slot: int) -> int:
+    def _read(self, expert: int, slot: int) -> int:
+        bank = self.bank
         iov, staged = [], []
         for t, rows in zip(self.tensors, bank.rows):
             if t.direct:
@@ -178,43 +209,81 @@ class LayerStore:
             os.posix_fadvise(self.fd, offset, self.spec.stride, os.POSIX_FADV_DONTNEED)
         return n
 
-    def _read_many(self, jobs: list[tuple[int, Bank, int]]) -> int:
+    def _submit(self, jobs: list[tuple[int, int]]) -> list:
+        """Start reading `jobs` (expert, slot); returns what to wait on."""
         if len(jobs) > 1 and len(jobs) * self.spec.blob_size >= PARALLEL_MIN_BYTES:
-            return sum(self.pool.map(lambda j: self._read(*j), jobs))
-        return sum(self._read(*j) for j in jobs)
+            return [self.pool.submit(self._read, *j) for j in jobs]
+        return [self.pool.submit(lambda: sum(self._read(*j) for j in jobs))] if jobs else []
 
-    def fetch(self, experts: np.ndarray, top_k: int) -> tuple[dict, np.ndarray]:
-        """Make `experts` (sorted unique ids) available; returns bank params and an id->slot table."""
-        t0 = time.perf_counter()
-        if self.bank is None:
-            cap = min(self.spec.num_experts, max(top_k, self.cache_slots))
-            self.bank = self._alloc(cap)
-            self.policy = SlotPolicy(self.spec.num_experts, cap, retain=self.cache_slots > 0)
-        if len(experts) <= self.bank.size:
-            bank = self.bank
-            plan = self.policy.plan(experts)
-            slots, misses = plan.slots, plan.misses
-            jobs = [(int(experts[i]), bank, int(slots[i])) for i in misses]
-        else:
-            # A prefill chunk routed to more experts than the bank holds: use a bank just for
-            # this call (one layer's experts at most), copying the ones already cached.
-            resident = self.policy.resident_slots(experts)
-            bank = self._alloc(len(experts))
-            slots = np.arange(len(experts), dtype=np.int64)
-            for i in np.flatnonzero(resident >= 0):
-                for src, dst in zip(self.bank.rows, bank.rows):
-                    dst[i] = src[resident[i]]
-            misses = np.flatnonzero(resident < 0)
-            jobs = [(int(experts[i]), bank, int(i)) for i in misses]
-        nbytes = self._read_many(jobs)
-        lut = np.zeros(self.spec.num_experts, dtype=np.uint32)
-        lut[experts] = slots
-        elapsed = time.perf_counter() - t0
+    def plan_call(self, experts: np.ndarray) -> list[np.ndarray]:
+        """Split one switch call's experts (sorted unique ids) into groups that fit the bank.
+
+        Experts already in the bank come first, so they are used before anything evicts them.
+        """
         with self.stats.lock:
             self.stats.calls += 1
-            self.stats.bytes_read += nbytes
-            self.stats.expert_reads += len(jobs)
-            self.stats.cache_misses += len(jobs)
-            self.stats.cache_hits += len(experts) - len(jobs)
-            self.stats.io_seconds += elapsed
-        return bank.params, lut
+        if len(experts) <= self.capacity:
+            return [experts]
+        kept = self.policy.slot_of[experts] >= 0 if self.policy.retain else np.zeros(len(experts), bool)
+        ordered = np.concatenate([experts[kept], experts[~kept]])
+        return [np.sort(ordered[i:i + self.capacity]) for i in range(0, len(ordered), self.capacity)]
+
+    def stream(self, experts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Bring `experts` (unique ids, at most `capacity`) into the bank, stage by stage.
+
+        Yields (experts now in the bank, id->slot table) once per stage. The next stage is
+        already being read while the caller computes with the current one, so reading
+        overlaps compute (MLX computes on its own thread; `preadv` releases the GIL). The
+        first stage is the experts already in the bank plus one read; later stages double
+        in size, so compute starts early and the stage count stays logarithmic.
+        """
+        plan = self.policy.plan(experts)
+        lut = np.zeros(self.spec.num_experts, dtype=np.uint32)
+        lut[experts] = plan.slots
+        hits = np.setdiff1d(np.arange(len(experts)), plan.misses)
+        stages, start, size = [], 0, 1
+        while start < len(plan.misses):
+            stages.append(plan.misses[start:start + size])
+            start, size = start + size, size * 2
+        if not stages:
+            stages = [hits]
+        else:
+            stages[0] = np.concatenate([hits, stages[0]])
+        missed = np.zeros(len(experts), dtype=bool)
+        missed[plan.misses] = True
+        with self.stats.lock:
+            self.stats.cache_hits += len(hits)
+            self.stats.cache_misses += len(plan.misses)
+
+        def start_reads(stage):
+            jobs = [(int(experts[i]), int(plan.slots[i])) for i in stage if missed[i]]
+            return time.perf_counter(), len(jobs), self._submit(jobs)
+
+        pending = start_reads(stages[0])
+        try:
+            for i, stage in enumerate(stages):
+                t0, count, futures = pending
+                pending = None
+                t_wait = time.perf_counter()
+                nbytes = sum(f.result() for f in futures)
+                t1 = time.perf_counter()
+                with self.stats.lock:
+                    self.stats.bytes_read += nbytes
+                    self.stats.expert_reads += count
+                    self.stats.io_seconds += t1 - t0
+                    self.stats.io_wait_seconds += t1 - t_wait
+                if i + 1 < len(stages):
+                    pending = start_reads(stages[i + 1])
+                yield experts[stage], lut
+        finally:
+            # Never leave a read running into the bank after the caller has moved on.
+            if pending is not None:
+                for f in pending[2]:
+                    f.exception()
+
+    def fetch(self, experts: np.ndarray) -> np.ndarray:
+        """Bring `experts` (unique ids, at most `capacity`) into the bank; returns an id->slot table."""
+        lut = None
+        for _, lut in self.stream(experts):
+            pass
+        return lut

@@ -17,6 +17,14 @@ class StreamingSwitch(nn.Module):
     expert tensors are swapped for the bank and its expert indices remapped to bank slots.
     The wrapped layer is kept outside the parameter tree so the full expert weights are
     never loaded or materialised.
+
+    A call's experts arrive in stages (see LayerStore.stream): the (token, expert) pairs of
+    each stage run through the wrapped layer while the next stage is read, and the results
+    are put back in place. When a call routes to more experts than the bank holds (a
+    prefill chunk), its experts are also split into bank-sized groups, each evaluated
+    before the next overwrites the bank. Each pair's output depends only on its token and
+    expert (one row times one expert's matrices, M = 1 in the quantized kernel either way),
+    so this gives the same numbers as one call over all experts.
     """
 
     def __init__(self, inner: nn.Module, store: LayerStore):
@@ -29,18 +37,41 @@ class StreamingSwitch(nn.Module):
     def store(self) -> LayerStore:
         return self._store
 
+    def _bind(self) -> None:
+        params = self._store.bank.params
+        if params is not self._bound:
+            self._inner.update(tree_unflatten(list(params.items())))
+            object.__setattr__(self, "_bound", params)
+
     def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
         # Routing must be known before the read; this is the one sync point per layer.
         mx.eval(indices)
         idx = np.asarray(indices)
-        experts = np.unique(idx)
-        params, lut = self._store.fetch(experts, idx.shape[-1])
-        if params is not self._bound:
-            self._inner.update(tree_unflatten(list(params.items())))
-            object.__setattr__(self, "_bound", params)
-        slots = mx.array(lut[idx]).astype(indices.dtype)
-        out = self._inner(x, slots)
-        # Evaluate now: the bank is overwritten by this layer's next call, so nothing lazy
-        # may still point into it by then.
+        flat = idx.reshape(-1)
+        k = idx.shape[-1]
+        rows = x.reshape(-1, x.shape[-1])  # one row per token; pair p belongs to row p // k
+        self._bind()
+        experts = np.unique(flat)
+        outs, order = [], []
+        for group in self._store.plan_call(experts):
+            pending = []
+            for ready, lut in self._store.stream(group):
+                if len(ready) == len(experts):
+                    # Every expert of the call at once (all were cached): run it in one go.
+                    out = self._inner(x, mx.array(lut[idx], dtype=indices.dtype))
+                    mx.eval(out)  # before the bank is overwritten by the next call using it
+                    return out
+                pos = np.flatnonzero(np.isin(flat, ready))
+                y = self._inner(rows[mx.array(pos // k)], mx.array(lut[flat[pos]][:, None], dtype=indices.dtype))
+                # Start computing while the next stage is read.
+                mx.async_eval(y)
+                pending.append(y)
+                outs.append(y)
+                order.append(pos)
+            mx.eval(pending)  # before the next group overwrites the bank
+        inverse = np.empty(flat.size, dtype=np.int64)
+        inverse[np.concatenate(order)] = np.arange(flat.size)
+        out = mx.concatenate([y[:, 0] for y in outs])[mx.array(inverse)]
+        out = out.reshape(*idx.shape, out.shape[-1])
         mx.eval(out)
         return out

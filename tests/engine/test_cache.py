@@ -75,3 +75,29 @@ def test_experts_per_token_override_reads_fewer_experts(checkpoints):
         b = llm_engine.generate(one, [7, 8, 9], max_tokens=16, ignore_eos=True)
     assert len(b.tokens) == 16
     assert b.stats["expert_reads"] < a.stats["expert_reads"] / 2
+
+
+def test_without_cache_layers_share_one_bank_of_top_k_experts(checkpoints):
+    """Streaming memory is one layer's top-k experts, whatever the layer count or prompt."""
+    layers, top_k, num_experts = 2, 4, 16
+    with llm_engine.load(checkpoints.streamed("qwen3_moe")) as engine:
+        per_expert = engine.stores[0].bank_bytes_per_expert
+        result = llm_engine.generate(engine, list(range(1, 301)), max_tokens=3, ignore_eos=True)
+        assert len({id(s.bank) for s in engine.stores}) == 1
+        assert engine.bank_bytes() == top_k * per_expert
+    # The 299-token prefill chunk routed to every expert of each layer, four times the bank:
+    # it ran in bank-sized groups, reading each expert once; then top-k for each of the four
+    # single-token steps (the last prompt token + 3).
+    assert result.stats["expert_reads"] == layers * (num_experts + top_k * 4)
+
+
+def test_with_cache_each_layer_keeps_its_own_slots(checkpoints):
+    path = checkpoints.streamed("qwen3_moe")
+    with llm_engine.load(path) as probe:
+        per_layer = sum(s.bank_bytes_per_expert for s in probe.stores)
+    with llm_engine.load(path, expert_cache_gb=10 * per_layer / 2**30) as engine:
+        assert [s.bank.size for s in engine.stores] == [10, 10]
+        assert len({id(s.bank) for s in engine.stores}) == 2
+        result = llm_engine.generate(engine, list(range(1, 301)), max_tokens=3, ignore_eos=True)
+    # More experts than slots in the prefill chunk: still each read once, and hits later.
+    assert result.tokens and result.stats["cache_hits"] > 0
