@@ -154,6 +154,6 @@ def maps_index_articles():
     library.scan()
     geo = GeoIndex(data.db)
     done = geo.sync(library, background=False)
-    counts = {r["book"]: r["articles"] for r in geo._conn.execute("SELECT book, articles FROM article_coords_books")}
+    counts = geo.counts()
     for name in sorted(counts):
         click.echo(f"{name}\t{counts[name]} articles with coordinates" + ("\t(indexed now)" if name in done else ""))

@@ -3,6 +3,7 @@ nearest place, articles near a point and MapLibre's own files."""
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from content.maps import vendor
 from content.maps.gazetteer import Gazetteer, GazetteerError
 from content.maps.geoindex import GeoIndex
 from content.maps.registry import BASEMAP_NAME, MapRegistry
-from content.maps.tiles import describe, schema
+from content.maps.tiles import describe, schema, vector_layers
 
 from . import services
 from .http_cache import make_etag, send_bytes
@@ -150,8 +151,6 @@ def style_json():
     lib = vendor.find(services.get().data.maps)
     labels = bool(lib and lib.local_glyphs)
     body = styles.build_style([_style_source(n, a) for n, a in archives], _base_url(), flavor, labels)
-    import json
-
     raw = json.dumps(body, separators=(",", ":")).encode()
     return send_bytes(request, raw, "application/json", make_etag("style", raw), max_age=60)
 
@@ -212,15 +211,9 @@ def tilejson(name: str):
         "tiles": [f"{base}/maps/tiles/{name}/{{z}}/{{x}}/{{y}}.{archive.format.ext}"],
         "minzoom": archive.minzoom, "maxzoom": archive.maxzoom, "bounds": archive.bounds(),
         "center": archive.center(), "format": archive.format.ext,
-        "vector_layers": [dict(layer) for layer in _vector_layers(archive)],
+        "vector_layers": [dict(layer) for layer in vector_layers(archive.metadata)],
     }
     return jsonify(body)
-
-
-def _vector_layers(archive):
-    from content.maps.tiles import vector_layers
-
-    return vector_layers(archive.metadata)
 
 
 def archive_file(filename: str):

@@ -110,6 +110,10 @@ class GeoIndex:
             self._conn.execute("COMMIT")
         return len(rows)
 
+    def counts(self) -> dict[str, int]:
+        """book -> how many of its articles have coordinates."""
+        return {r["book"]: r["articles"] for r in self._conn.execute("SELECT book, articles FROM article_coords_books")}
+
     def indexed(self) -> dict[str, str]:
         return {r["book"]: r["uuid"] for r in self._conn.execute("SELECT book, uuid FROM article_coords_books")}
 

@@ -12,10 +12,10 @@ import json
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
-from pmtiles.tile import Compression, TileType, deserialize_header, find_tile, read_varint, zxy_to_tileid
+from pmtiles.tile import (Compression, Entry, TileType, deserialize_header, find_tile, read_varint,
+                          zxy_to_tileid)
 
 from .tiles import ArchiveError, TileFormat
 
@@ -32,14 +32,6 @@ TILE_FORMATS = {
 }
 
 
-@dataclass
-class _Entry:
-    tile_id: int
-    offset: int
-    length: int
-    run_length: int
-
-
 def _decompress(data: bytes, compression: Compression) -> bytes:
     if compression in (Compression.NONE, Compression.UNKNOWN):
         return data
@@ -50,8 +42,6 @@ def _decompress(data: bytes, compression: Compression) -> bytes:
 
 def parse_directory(raw: bytes) -> list:
     """Entries of an (already decompressed) directory, as the spec lays them out: ids, runs, lengths, offsets."""
-    from pmtiles.tile import Entry
-
     buf = io.BytesIO(raw)
     n = read_varint(buf)
     entries = []

@@ -21,7 +21,6 @@ from pathlib import Path
 from pmtiles.tile import Compression, deserialize_header, find_tile, zxy_to_tileid
 
 from .pmtiles_archive import HEADER_BYTES, MAX_DEPTH, parse_directory
-from .tiles import ArchiveError
 
 MERGE_GAP = 64 * 1024     # read neighbouring tiles in one request when the gap between them is this small
 MAX_SPAN = 8 * 1024 * 1024

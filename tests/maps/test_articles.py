@@ -4,31 +4,6 @@ from __future__ import annotations
 import pytest
 
 from content.maps.geoindex import find_coordinates
-from content.zim_builder import build_zim
-
-PAGES = {
-    "index.html": "<h1>Places of the North</h1><p>Cities with coordinates.</p>",
-    "helsinki.html": '<h1>Helsinki</h1><p>Capital of Finland. <span class="geo-dec">'
-                     '<span class="geo">60.1699; 24.9384</span></span></p>',
-    "espoo.html": '<h1>Espoo</h1><p>Next to Helsinki. <span class="latitude">60.2055</span>, '
-                  '<span class="longitude">24.6559</span></p>',
-    "tallinn.html": '<h1>Tallinn</h1><p>Across the gulf. <span class="geo">59.4370; 24.7536</span></p>',
-    "sydney.html": '<h1>Sydney</h1><p>Far away. <span class="geo">-33.8688; 151.2093</span></p>',
-    "nowhere.html": "<h1>Sauna</h1><p>A room, not a place. Latitude is a word here.</p>",
-}
-
-
-@pytest.fixture
-def geo_book(tmp_path, data_dir):
-    src = tmp_path / "north"
-    src.mkdir()
-    for name, body in PAGES.items():
-        (src / name).write_text(body)
-    out = data_dir / "archives" / "north.zim"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    build_zim(src, out, title="Places of the North", description="Test book with coordinates")
-    return out
-
 
 def test_find_coordinates_formats():
     assert find_coordinates('<span class="geo">60.17; 24.94</span>') == (60.17, 24.94)

@@ -6,7 +6,6 @@ import pytest
 
 from .cdp import Browser, chromium_path
 from .conftest import install_built
-from .test_articles import geo_book  # noqa: F401  (fixture: a ZIM with coordinates in the library)
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
 
