@@ -80,7 +80,8 @@ def npm_install(maps_dir: Path, timeout_s: float = 300) -> tuple[bool, str]:
     prefix.mkdir(parents=True, exist_ok=True)
     try:
         proc = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                               "--omit=dev", "--ignore-scripts", NPM_SPEC],
+                               "--omit=dev", "--ignore-scripts", "--prefer-offline", "--fetch-retries=1",
+                               "--fetch-timeout=20000", NPM_SPEC],
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return False, f"npm install timed out after {timeout_s:.0f} s"
