@@ -80,6 +80,33 @@ def http_run(url: str, name: str, tiles: list, connections: int) -> tuple[float,
     return len(tiles) / (time.perf_counter() - start), latencies, errors[0]
 
 
+def server_processes(port: int) -> list:
+    """The process listening on the port and its children (gunicorn's workers), if this user can see them."""
+    import psutil
+
+    procs = []
+    try:
+        for c in psutil.net_connections(kind="tcp"):
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid:
+                p = psutil.Process(c.pid)
+                procs = [p, *p.children(recursive=True)]
+                break
+    except (psutil.AccessDenied, psutil.NoSuchProcess):
+        return []
+    return procs
+
+
+def cpu_seconds(procs) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except Exception:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", default="http://127.0.0.1:8080")
@@ -101,7 +128,10 @@ def main() -> None:
     cached = raw_rate(path, tiles)
     reference = raw_rate(path, tiles[: min(len(tiles), 500)], reference=True)
     http_run(args.url, args.map, tiles[:500], args.connections)  # warm-up: workers open the archive
+    server = server_processes(urllib.parse.urlsplit(args.url).port or 80)
+    cpu0 = cpu_seconds(server)
     rate, lat, errors = http_run(args.url, args.map, tiles, args.connections)
+    server_ms = (cpu_seconds(server) - cpu0) * 1000 / len(tiles) if server else None
     lat.sort()
     p = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1000  # noqa: E731
 
@@ -110,6 +140,12 @@ def main() -> None:
     print(f"{'HTTP ' + args.url:<40}{rate:>12,.0f}{p(0.50):>10.2f}{p(0.99):>10.2f}")
     print(f"{'in-process, cached directories':<40}{cached:>12,.0f}{'':>10}{'':>10}")
     print(f"{'in-process, PyPI pmtiles Reader':<40}{reference:>12,.0f}{'':>10}{'':>10}")
+    if server_ms:
+        import os
+
+        cores = os.cpu_count() or 1
+        print(f"server CPU per tile: {server_ms:.3f} ms -> {cores} cores alone could serve about "
+              f"{cores * 1000 / server_ms:,.0f} tiles/s (the client above shares those cores)")
     print(f"mean latency {statistics.fmean(lat) * 1000:.2f} ms; errors {errors}; target >= 2,000 tiles/s over HTTP: "
           f"{'met' if rate >= 2000 else 'NOT met'}")
 
