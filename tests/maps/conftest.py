@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from content.zim_builder import build_zim
-from tests.conftest import MAPS, ROOT
+from almanac_testing import MAPS, ROOT
 
 ARCHIVES = {
     "protomaps": "world-ne110m-z0-4.pmtiles",

@@ -47,7 +47,7 @@ def test_removed_book_leaves_the_map(maps_app, maps_client, geo_book):
 
 
 def test_index_articles_command(geo_book):
-    from tests.conftest import almanac
+    from almanac_testing import almanac
 
     proc = almanac("maps", "index-articles")
     assert proc.returncode == 0, proc.stderr

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import almanac
+from almanac_testing import almanac
 
 from .conftest import shared_map
 

@@ -6,7 +6,7 @@ from pmtiles.reader import MmapSource, all_tiles
 
 from content.maps import region
 from content.maps.pmtiles_archive import PMTilesArchive
-from tests.conftest import almanac
+from almanac_testing import almanac
 
 from .conftest import shared_map
 
