@@ -720,6 +720,20 @@ build_handbook() {
 	note "added $zim to the library"
 }
 
+# The offline world map and the place index (built from data inside PyPI packages, no download).
+# Maps are an extra: when they cannot be built here the portal still works, so this only warns.
+init_maps() {
+	local npm_flag=--npm
+	# --wheelhouse promises no network at all; npm would fetch a newer MapLibre.
+	[[ -n $WHEELHOUSE ]] && npm_flag=--no-npm
+	say "Building the offline world map and place index (about a minute the first time)"
+	if alm maps init "$npm_flag" >/dev/null; then
+		note "world map ready in $DATA_DIR/maps"
+	else
+		warn "the offline map could not be built (see above); the rest works. Retry later: almanac maps init"
+	fi
+}
+
 # Waits until the portal answers; prints nothing, fails after $1 seconds.
 # Asks /healthz over HTTP (not `almanac status`, which as root would open the service's database).
 wait_answering() {
@@ -986,6 +1000,7 @@ link_command
 mkdir -p "$DATA_DIR"
 write_config
 build_handbook
+init_maps
 install_service
 
 say "Almanac $(alm version) is installed."

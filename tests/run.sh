@@ -5,9 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-# Debian tools the tests drive for real: systemd-analyze verifies the rendered unit.
+# Debian tools the tests drive for real: systemd-analyze verifies the rendered unit, headless
+# Chromium renders the map page, shellcheck lints install.sh.
 need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing Debian packages: ${need[*]}"

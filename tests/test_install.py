@@ -248,6 +248,12 @@ def test_installed_server_answers_healthz_home_and_handbook(installed):
                        if ln.startswith("# "))
         assert heading in body
 
+        # The offline world map and the place index were built by install.sh, with no download.
+        status, ctype, body = get(f"http://127.0.0.1:{installed.port}/maps/search?q=helsinki")
+        assert status == 200 and json.loads(body)[0]["name"] == "Helsinki"
+        status, ctype, body = get(f"http://127.0.0.1:{installed.port}/maps/style.json")
+        assert status == 200 and "pm-world" in json.loads(body)["sources"]
+
         # status and doctor against the running server.
         done = installed.almanac("status")
         assert done.returncode == 0, done.stderr
