@@ -136,7 +136,7 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
     """
     from libzim.search import Query
 
-    from .suggest import fold, suggest
+    from .suggest import exact_title
 
     pattern = validate(pattern)
     terms = terms_of(pattern)
@@ -145,8 +145,9 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
     ranked: list[list[tuple[str, object, str]]] = []
     total = 0
     for name, archive in archives:
-        exact += [(name, archive, s.path) for s in suggest(archive, name, pattern, count=3)
-                  if fold(s.title) == fold(pattern)][:1]
+        path = exact_title(archive, name, pattern)
+        if path:
+            exact.append((name, archive, path))
         if not archive.has_fulltext_index:
             continue
         with _lock_for(str(archive.uuid)):

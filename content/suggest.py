@@ -62,6 +62,27 @@ def suggest(archive, book: str, term: str, count: int = 10) -> list[Suggestion]:
     return out[:count]
 
 
+def exact_title(archive, book: str, pattern: str) -> str | None:
+    """Path of the article titled exactly `pattern` (ignoring case and underscores), or None.
+
+    libzim's title lookup is a binary search (microseconds) but case-sensitive, so the usual spellings
+    are tried first; archives that flag no front articles have no such listing and go through the
+    (slower) suggestion index instead."""
+    wanted = fold(pattern)
+    if archive.article_count > 0:
+        text = " ".join(pattern.split())
+        for variant in dict.fromkeys((text, text[:1].upper() + text[1:], text.title(), text.lower(),
+                                      text.replace(" ", "_"))):
+            try:
+                entry = archive.get_entry_by_title(variant)
+            except KeyError:
+                continue
+            if fold(entry.title) == wanted:
+                return entry.path
+        return None
+    return next((s.path for s in suggest(archive, book, pattern, count=3) if fold(s.title) == wanted), None)
+
+
 def highlight(title: str, term: str) -> str:
     """HTML-escaped title with the typed words in <b>, as Kiwix's suggestion labels do."""
     escaped = html.escape(title)

@@ -58,6 +58,11 @@ def test_portal_serves_the_handbook(handbook, data_dir, app, client):
     hits = client.get("/search?pattern=wheelhouse&content=almanac-handbook&format=json").get_json()
     assert any(h["path"] == "install" for h in hits)
     assert client.get("/suggest?content=almanac-handbook&term=Troub").get_json()[0]["path"] == "troubleshooting"
+    # An exact title, typed in lower case, comes first even where other pages mention the word more.
+    first = client.get("/search?pattern=configuration&content=almanac-handbook&format=json").get_json()[0]
+    assert first["path"] == "configuration"
+    first = client.get("/search?pattern=the%20assistant&content=almanac-handbook&format=json").get_json()[0]
+    assert first["path"] == "assistant"  # titled "The assistant"
 
 
 def test_build_zim_cli_errors_are_one_line(tmp_path):
