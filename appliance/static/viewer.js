@@ -52,7 +52,21 @@
     document.title = doc.title || book;
     applyDark(doc);
     buildToc(doc);
+    showOnMap();
   });
+
+  // "View on map" for articles whose page carries coordinates (found when the book was indexed).
+  const onMap = document.getElementById("onmap");
+  function showOnMap() {
+    onMap.hidden = true;
+    const [b, path] = target();
+    fetch("/maps/article?book=" + encodeURIComponent(b) + "&path=" + encodeURIComponent(path))
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (place) {
+        if (place && place.url) { onMap.href = place.url; onMap.hidden = false; }
+      })
+      .catch(function () { /* no map here: the button stays hidden */ });
+  }
 
   window.addEventListener("hashchange", open);
 
