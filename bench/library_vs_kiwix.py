@@ -27,6 +27,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from wrkrun import wrk
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZIM = ROOT.parent / "shared" / "testdata" / "zim" / "example.zim"
 WORDS = ("river mountain city language history science music energy ocean forest planet garden bridge "
@@ -49,38 +51,6 @@ def wait(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer")
-
-
-def wrk(base: str, paths: list[str], duration: int, connections: int) -> dict:
-    """req/s, p50, p99 (ms) and errors from one wrk run rotating over `paths`."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("paths = {\n" + ",\n".join(json.dumps(p) for p in paths) + "\n}\n"
-                "counter = 0\n"
-                "request = function()\n  counter = counter + 1\n"
-                "  return wrk.format('GET', paths[(counter % #paths) + 1])\nend\n")
-        script = f.name
-    try:
-        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
-                             capture_output=True, text=True, timeout=duration + 60).stdout
-    finally:
-        os.unlink(script)
-    found = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not found:
-        raise RuntimeError(f"wrk printed no rate: {out.strip()[-200:]}")
-    rps = float(found.group(1))
-
-    def pct(p: str) -> float:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
-        if not m:
-            return float("nan")
-        value, unit = float(m.group(1)), m.group(2)
-        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
-
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    failed = int(errors.group(1)) if errors else 0
-    failed += sum(int(x) for x in sock.groups()) if sock else 0
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99"), "errors": failed}
 
 
 def start_kiwix(zim: Path, port: int) -> subprocess.Popen:
