@@ -41,7 +41,7 @@ def search():
         result = search_books(archives, pattern, start, page_length)
     except QueryError as e:
         abort(400, description=str(e))
-    hits = [h.to_json() for h in result.hits]
+    hits = [{"book": h.book, "path": h.path, "title": h.title, "snippet": h.snippet} for h in result.hits]
     if wants_json():
         return jsonify([{"book": h["book"], "path": h["path"], "title": h["title"], "snippet": h["snippet"]}
                         for h in hits])

@@ -5,6 +5,7 @@ libzim's Searcher is not thread-safe, so each archive's searcher is used under i
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 import threading
@@ -110,10 +111,14 @@ def snippet(text: str, terms: list[str], width: int = SNIPPET_CHARS) -> str:
         window = "…" + window.split(" ", 1)[-1]
     if start + width < len(text):
         window = window.rsplit(" ", 1)[0] + "…"
-    escaped = html.escape(window)
-    for term in sorted(set(terms), key=len, reverse=True):
-        escaped = re.sub(rf"(?i)(?<![\w>])({re.escape(html.escape(term))}\w*)", r"<b>\1</b>", escaped)
-    return escaped
+    return _highlighter(tuple(sorted(set(terms), key=len, reverse=True))).sub(r"<b>\1</b>", html.escape(window))
+
+
+@functools.lru_cache(maxsize=256)
+def _highlighter(terms: tuple[str, ...]) -> re.Pattern:
+    """One regex for all of a query's terms (longest first), matching each as a word prefix."""
+    alternatives = "|".join(re.escape(html.escape(t)) for t in terms)
+    return re.compile(rf"(?i)(?<![\w>])((?:{alternatives})\w*)")
 
 
 def validate(pattern: str) -> str:
