@@ -74,29 +74,37 @@ def searcher_for(archive):
 
 def text_around_terms(page: bytes, terms: list[str]) -> str:
     """Plain text near the first query term, stripping tags from a small window only: snippets stay
-    cheap even for 100 KB articles."""
-    text = page.decode("utf-8", "replace")
-    lower = text.lower()
-    body = lower.find("<body")
+    cheap even for 100 KB articles. ASCII queries are located in the raw bytes (bytes.lower() is C-fast);
+    others in the decoded text, so that case folding covers every script."""
+    if all(t.isascii() for t in terms):
+        hay, needles, cut = page.lower(), [t.encode() for t in terms], page
+        lt, gt, body_tag = b"<", b">", b"<body"
+    else:
+        cut = page.decode("utf-8", "replace")
+        hay, needles = cut.lower(), terms
+        lt, gt, body_tag = "<", ">", "<body"
+    body = hay.find(body_tag)
     start = 0 if body < 0 else body
     best = -1
-    for term in terms:
+    for needle in needles:
         pos = start
         while True:
-            pos = lower.find(term, pos)
+            pos = hay.find(needle, pos)
             if pos < 0:
                 break
-            if lower.rfind("<", start, pos) <= lower.rfind(">", start, pos):  # not inside a tag
+            if hay.rfind(lt, start, pos) <= hay.rfind(gt, start, pos):  # not inside a tag
                 best = pos if best < 0 else min(best, pos)
                 break
-            pos += len(term)
+            pos += len(needle)
     if best < 0:
-        window = text[start:start + WINDOW_AFTER * 3]
+        window = cut[start:start + WINDOW_AFTER * 3]
     else:
         lo = max(start, best - WINDOW_BEFORE)
-        window = text[lo:best + WINDOW_AFTER]
-        if lower.rfind("<", start, lo) > lower.rfind(">", start, lo):
-            window = window[window.find(">") + 1:]  # the window began inside a tag
+        window = cut[lo:best + WINDOW_AFTER]
+        if hay.rfind(lt, start, lo) > hay.rfind(gt, start, lo):
+            window = window[window.find(gt) + 1:]  # the window began inside a tag
+    if isinstance(window, bytes):
+        window = window.decode("utf-8", "replace").strip("\ufffd")  # a character cut at either edge
     window = re.sub(r"<(script|style)\b.*?(</\1\s*>|$)", " ", window, flags=re.S | re.I)
     window = re.sub(r"<[^>]*$", "", window)  # a tag cut off by the window's end
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", window))).strip()
