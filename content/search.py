@@ -8,16 +8,14 @@ from __future__ import annotations
 import functools
 import html
 import re
-import threading
 from dataclasses import asdict, dataclass
+
+from . import searchers
 
 SNIPPET_CHARS = 220
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]+>", re.S | re.I)
 _SPACE = re.compile(r"\s+")
 WINDOW_BEFORE, WINDOW_AFTER = 1500, 2500  # raw HTML around the first hit, enough for one snippet
-_locks: dict[str, threading.Lock] = {}
-_searchers: dict[tuple[str, str], object] = {}
-_locks_guard = threading.Lock()
 
 
 class QueryError(ValueError):
@@ -44,11 +42,6 @@ class SearchPage:
     hits: list[Hit]
 
 
-def _lock_for(uuid: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(uuid, threading.Lock())
-
-
 def terms_of(pattern: str) -> list[str]:
     return [t for t in re.findall(r"\w+", pattern.lower()) if t]
 
@@ -57,19 +50,6 @@ def plain_text(html_bytes: bytes) -> str:
     text = html_bytes.decode("utf-8", "replace")
     body = re.search(r"<body\b[^>]*>(.*)</body>", text, re.S | re.I)
     return _SPACE.sub(" ", html.unescape(_TAG.sub(" ", body.group(1) if body else text))).strip()
-
-
-def searcher_for(archive):
-    """One cached Searcher per archive file (opening Xapian's database per query is the slow part).
-    Callers hold the archive's lock while using it: Searcher is not thread-safe."""
-    from libzim.search import Searcher
-
-    key = (str(archive.uuid), archive.filename)
-    with _locks_guard:
-        found = _searchers.get(key)
-        if found is None:
-            found = _searchers[key] = Searcher(archive)
-        return found
 
 
 def text_around_terms(page: bytes, terms: list[str]) -> str:
@@ -163,8 +143,8 @@ def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 
             exact.append((name, archive, path))
         if not archive.has_fulltext_index:
             continue
-        with _lock_for(str(archive.uuid)):
-            found = searcher_for(archive).search(Query().set_query(pattern))
+        with searchers.fulltext(archive) as searcher:
+            found = searcher.search(Query().set_query(pattern))
             total += found.getEstimatedMatches()
             ranked.append([(name, archive, p) for p in found.getResults(0, wanted)])
     merged, seen = [], set()

@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import html
 import re
-import threading
 from dataclasses import dataclass
 
-_locks: dict[str, threading.Lock] = {}
-_searchers: dict[tuple[str, str], object] = {}
-_guard = threading.Lock()
+from . import searchers
 
 
 @dataclass(frozen=True)
@@ -16,22 +13,6 @@ class Suggestion:
     book: str
     path: str
     title: str
-
-
-def _lock(uuid: str) -> threading.Lock:
-    with _guard:
-        return _locks.setdefault(uuid, threading.Lock())
-
-
-def _searcher(archive):
-    from libzim.suggestion import SuggestionSearcher
-
-    key = (str(archive.uuid), archive.filename)
-    with _guard:
-        found = _searchers.get(key)
-        if found is None:
-            found = _searchers[key] = SuggestionSearcher(archive)
-        return found
 
 
 def fold(text: str) -> str:
@@ -43,8 +24,8 @@ def suggest(archive, book: str, term: str, count: int = 10) -> list[Suggestion]:
     term = term.strip()
     if not term:
         return []
-    with _lock(str(archive.uuid)):
-        found = _searcher(archive).suggest(term)
+    with searchers.titles(archive) as searcher:
+        found = searcher.suggest(term)
         paths = list(found.getResults(0, count * 2))
     out, seen = [], set()
     for path in paths:

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from .cdp import Browser, chromium_path
+from .cdp import Browser
 from .conftest import install_built
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
-
-
-@pytest.fixture
-def browser():
-    binary = chromium_path()
-    if binary is None:
-        pytest.fail("Debian's chromium is required for the map browser test (apt-get install chromium)")
-    b = Browser(binary)
-    yield b
-    b.close()
 
 
 def _map_box(b: Browser) -> dict:

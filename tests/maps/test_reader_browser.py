@@ -6,19 +6,9 @@ import json
 
 import pytest
 
-from .cdp import Browser, chromium_path
+from .cdp import Browser
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
-
-
-@pytest.fixture
-def browser():
-    binary = chromium_path()
-    if binary is None:
-        pytest.fail("Debian's chromium is required for the reader browser test (apt-get install chromium)")
-    b = Browser(binary)
-    yield b
-    b.close()
 
 
 def _open(b: Browser, url: str) -> None:
