@@ -34,13 +34,13 @@ class Engine:
     io: IOStats
     cache_slots: int
     experts_per_token: int | None
-    _pool: ThreadPoolExecutor = field(repr=False, default=None)
+    _pools: tuple = field(repr=False, default=())
 
     def close(self) -> None:
+        for pool in self._pools:
+            pool.shutdown(wait=True)
         for s in self.stores:
             s.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
 
     def __enter__(self):
         return self
@@ -228,6 +228,7 @@ def load(
 
     io = IOStats()
     pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="expert-io")
+    sequencer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-order")
     switches = require_switch_modules(model, manifest.model_type)  # the quantized modules
     per_expert = []
     stores: list[LayerStore] = []
@@ -236,7 +237,7 @@ def load(
             _check_switch(module, layer, i)
         budget = int(expert_cache_gb * (1 << 30))
         for (p, module), layer in zip(switches, manifest.layers):
-            store = LayerStore(path, layer, pool, io, verify_reads)
+            store = LayerStore(path, layer, pool, sequencer, io, verify_reads)
             store.drop_page_cache = drop_page_cache
             per_expert.append(store.bank_bytes_per_expert)
             stores.append(store)
@@ -263,6 +264,7 @@ def load(
         for s in stores:
             s.close()
         pool.shutdown(wait=False)
+        sequencer.shutdown(wait=False)
         raise
     return Engine(path, model, tokenizer, config, manifest, stores, io, slots,
-                  experts_per_token, pool)
+                  experts_per_token, (sequencer, pool))

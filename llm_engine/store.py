@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -27,8 +27,27 @@ from .cache import SlotPolicy
 from .device import compute_dtype
 from .errors import CheckpointError
 
-# Below this many bytes of misses a call reads serially: thread hand-off costs more.
-PARALLEL_MIN_BYTES = 256 << 10
+# preadv2 flag: fail instead of waiting for the disk (Linux); None where unavailable.
+NOWAIT = getattr(os, "RWF_NOWAIT", None)
+
+
+_local = threading.local()
+
+
+def _staging(nbytes: int) -> np.ndarray:
+    """This thread's reusable read buffer, at least `nbytes` long."""
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _local.buf = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes]
+
+
+def _forward(src: Future, dst: Future) -> None:
+    e = src.exception()
+    if e is not None:
+        dst.set_exception(e)
+    else:
+        dst.set_result(src.result())
 
 
 @dataclass
@@ -139,11 +158,12 @@ class LayerStore:
     """
 
     def __init__(self, root: Path, spec: mf.LayerSpec, pool: ThreadPoolExecutor,
-                 stats: IOStats, verify_reads: bool = True):
+                 sequencer: ThreadPoolExecutor, stats: IOStats, verify_reads: bool = True):
         self.path = Path(root) / spec.file
         self.spec = spec
         self.cache_slots = 0
-        self.pool = pool
+        self.pool = pool  # blocking (disk) reads, many in flight
+        self.sequencer = sequencer  # one thread: orders each call's reads
         self.stats = stats
         self.verify_reads = verify_reads
         if not self.path.is_file():
@@ -177,18 +197,37 @@ class LayerStore:
             os.close(self.fd)
             self.fd = -1
 
-    def _read(self, expert: int, slot: int) -> int:
-        bank = self.bank
-        iov, staged = [], []
-        for t, rows in zip(self.tensors, bank.rows):
-            if t.direct:
-                iov.append(rows[slot])
-            else:
-                buf = np.empty(t.spec.nbytes, dtype=np.uint8)
-                iov.append(buf)
-                staged.append((buf, t.spec.dtype, rows[slot]))
+    def _read(self, expert: int, slot: int, only_cached: bool = False) -> int | None:
+        """Read one expert into a bank slot; returns the bytes read.
+
+        only_cached: read only if the whole blob is in the OS page cache (RWF_NOWAIT), else
+        return None without blocking on the disk. Such reads go through a small buffer that
+        stays hot in the CPU's caches and are then copied into the bank: the kernel copies
+        into a large, cold destination several times slower than into a hot one (measured
+        1.8 ms vs 0.3 ms per 2.6 MB expert on the development VM), and a user-space copy
+        does not suffer from it.
+        """
         offset = expert * self.spec.stride
-        n = os.preadv(self.fd, iov, offset)
+        if only_cached:
+            staging = _staging(self.spec.blob_size)
+            iov, staged = [staging], []
+            try:
+                n = os.preadv(self.fd, iov, offset, NOWAIT)
+            except BlockingIOError:
+                return None
+            if n != self.spec.blob_size:  # partly cached: read it again, blocking
+                return None
+        else:
+            staging = None
+            iov, staged = [], []
+            for t, rows in zip(self.tensors, self.bank.rows):
+                if t.direct:
+                    iov.append(rows[slot])
+                else:
+                    buf = np.empty(t.spec.nbytes, dtype=np.uint8)
+                    iov.append(buf)
+                    staged.append((buf, t.spec.dtype, rows[slot]))
+            n = os.preadv(self.fd, iov, offset)
         if n != self.spec.blob_size:
             raise CheckpointError(
                 f"{self.path}: short read of expert {expert} ({n} of {self.spec.blob_size} bytes)"
@@ -203,17 +242,43 @@ class LayerStore:
                     f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})"
                 )
             self.verified[expert] = True
+        if staging is not None:
+            for t, rows in zip(self.tensors, self.bank.rows):
+                src = staging[t.spec.offset:t.spec.offset + t.spec.nbytes]
+                if t.direct:
+                    np.copyto(rows[slot], src)
+                else:
+                    _widen(src, t.spec.dtype, rows[slot])
         for buf, stored, dst in staged:
             _widen(buf, stored, dst)
         if self.drop_page_cache:
             os.posix_fadvise(self.fd, offset, self.spec.stride, os.POSIX_FADV_DONTNEED)
         return n
 
-    def _submit(self, jobs: list[tuple[int, int]]) -> list:
-        """Start reading `jobs` (expert, slot); returns what to wait on."""
-        if len(jobs) > 1 and len(jobs) * self.spec.blob_size >= PARALLEL_MIN_BYTES:
-            return [self.pool.submit(self._read, *j) for j in jobs]
-        return [self.pool.submit(lambda: sum(self._read(*j) for j in jobs))] if jobs else []
+    def _sequence(self, jobs: list[tuple[int, int]], done: list[Future]) -> None:
+        """Runs on the sequencer thread: read `jobs` in order, each completing its Future.
+
+        Experts already in the page cache are copied right here, one after another, so the
+        first ones are ready as early as possible and copies do not fight over the CPU that
+        MLX computes on. Experts that need the disk go to the I/O pool at once, so the disk
+        sees many requests in flight. Without RWF_NOWAIT (macOS) every read goes to the pool.
+        """
+        for (expert, slot), fut in zip(jobs, done):
+            n = None
+            if NOWAIT is not None and not self.drop_page_cache:
+                try:
+                    n = self._read(expert, slot, only_cached=True)
+                except BaseException as e:  # a corrupt blob: report it on this expert
+                    fut.set_exception(e)
+                    continue
+            if n is not None:
+                fut.set_result((n, time.perf_counter()))
+            else:
+                self.pool.submit(self._read_timed, expert, slot).add_done_callback(
+                    lambda src, dst=fut: _forward(src, dst))
+
+    def _read_timed(self, expert: int, slot: int) -> tuple[int, float]:
+        return self._read(expert, slot), time.perf_counter()
 
     def plan_call(self, experts: np.ndarray) -> list[np.ndarray]:
         """Split one switch call's experts (sorted unique ids) into groups that fit the bank.
@@ -231,55 +296,47 @@ class LayerStore:
     def stream(self, experts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Bring `experts` (unique ids, at most `capacity`) into the bank, stage by stage.
 
-        Yields (experts now in the bank, id->slot table) once per stage. The next stage is
-        already being read while the caller computes with the current one, so reading
-        overlaps compute (MLX computes on its own thread; `preadv` releases the GIL). The
-        first stage is the experts already in the bank plus one read; later stages double
-        in size, so compute starts early and the stage count stays logarithmic.
+        Yields (experts now in the bank, id->slot table) once per stage, as soon as that
+        stage's reads are done, while later reads go on: the caller computes with one stage
+        while the next is read (MLX computes on its own thread; `preadv` releases the GIL).
+        The first stage is the experts already in the bank plus one read; later stages
+        double in size, so compute starts early and the stage count stays logarithmic.
         """
         plan = self.policy.plan(experts)
         lut = np.zeros(self.spec.num_experts, dtype=np.uint32)
         lut[experts] = plan.slots
         hits = np.setdiff1d(np.arange(len(experts)), plan.misses)
-        stages, start, size = [], 0, 1
+        bounds, start, size = [], 0, 1
         while start < len(plan.misses):
-            stages.append(plan.misses[start:start + size])
+            bounds.append((start, min(start + size, len(plan.misses))))
             start, size = start + size, size * 2
-        if not stages:
-            stages = [hits]
-        else:
-            stages[0] = np.concatenate([hits, stages[0]])
-        missed = np.zeros(len(experts), dtype=bool)
-        missed[plan.misses] = True
+        jobs = [(int(experts[i]), int(plan.slots[i])) for i in plan.misses]
+        done = [Future() for _ in jobs]
+        t0 = time.perf_counter()
+        if jobs:
+            self.sequencer.submit(self._sequence, jobs, done)
         with self.stats.lock:
             self.stats.cache_hits += len(hits)
-            self.stats.cache_misses += len(plan.misses)
-
-        def start_reads(stage):
-            jobs = [(int(experts[i]), int(plan.slots[i])) for i in stage if missed[i]]
-            return time.perf_counter(), len(jobs), self._submit(jobs)
-
-        pending = start_reads(stages[0])
+            self.stats.cache_misses += len(jobs)
         try:
-            for i, stage in enumerate(stages):
-                t0, count, futures = pending
-                pending = None
+            if not bounds:
+                yield experts, lut
+            for i, (lo, hi) in enumerate(bounds):
                 t_wait = time.perf_counter()
-                nbytes = sum(f.result() for f in futures)
+                results = [f.result() for f in done[lo:hi]]
                 t1 = time.perf_counter()
                 with self.stats.lock:
-                    self.stats.bytes_read += nbytes
-                    self.stats.expert_reads += count
-                    self.stats.io_seconds += t1 - t0
+                    self.stats.bytes_read += sum(n for n, _ in results)
+                    self.stats.expert_reads += hi - lo
                     self.stats.io_wait_seconds += t1 - t_wait
-                if i + 1 < len(stages):
-                    pending = start_reads(stages[i + 1])
-                yield experts[stage], lut
+                    if hi == len(jobs):
+                        self.stats.io_seconds += max(t for _, t in results) - t0
+                ready = plan.misses[lo:hi] if i else np.concatenate([hits, plan.misses[lo:hi]])
+                yield experts[ready], lut
         finally:
             # Never leave a read running into the bank after the caller has moved on.
-            if pending is not None:
-                for f in pending[2]:
-                    f.exception()
+            for f in done:
+                f.exception()
 
     def fetch(self, experts: np.ndarray) -> np.ndarray:
         """Bring `experts` (unique ids, at most `capacity`) into the bank; returns an id->slot table."""

@@ -101,3 +101,15 @@ def test_with_cache_each_layer_keeps_its_own_slots(checkpoints):
         result = llm_engine.generate(engine, list(range(1, 301)), max_tokens=3, ignore_eos=True)
     # More experts than slots in the prefill chunk: still each read once, and hits later.
     assert result.tokens and result.stats["cache_hits"] > 0
+
+
+def test_disk_reads_and_page_cache_copies_give_the_same_tokens(checkpoints):
+    """Experts found in the page cache are copied on the ordering thread; the others are read
+    in parallel by the I/O pool (always, with drop_page_cache). Both fill the bank alike."""
+    path = checkpoints.streamed("mixtral")
+    prompt = list(range(3, 40))
+    with llm_engine.load(path) as cached, llm_engine.load(path, drop_page_cache=True) as disk:
+        a = llm_engine.generate(cached, prompt, max_tokens=12, ignore_eos=True)
+        b = llm_engine.generate(disk, prompt, max_tokens=12, ignore_eos=True)
+    assert a.tokens == b.tokens
+    assert a.stats["bytes_read"] == b.stats["bytes_read"] > 0
