@@ -57,7 +57,9 @@ class IOStats:
     cache_hits: int = 0
     cache_misses: int = 0
     io_seconds: float = 0.0  # wall time reads were in flight
-    io_wait_seconds: float = 0.0  # time compute waited for reads (the part not overlapped)
+    # Time before each call's first stage was in the bank, when MLX had nothing to compute.
+    # (Waits for later stages overlap the computation of the earlier ones.)
+    io_wait_seconds: float = 0.0
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -328,7 +330,8 @@ class LayerStore:
                 with self.stats.lock:
                     self.stats.bytes_read += sum(n for n, _ in results)
                     self.stats.expert_reads += hi - lo
-                    self.stats.io_wait_seconds += t1 - t_wait
+                    if i == 0:
+                        self.stats.io_wait_seconds += t1 - t_wait
                     if hi == len(jobs):
                         self.stats.io_seconds += max(t for _, t in results) - t0
                 ready = plan.misses[lo:hi] if i else np.concatenate([hits, plan.misses[lo:hi]])

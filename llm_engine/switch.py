@@ -52,8 +52,9 @@ class StreamingSwitch(nn.Module):
         rows = x.reshape(-1, x.shape[-1])  # one row per token; pair p belongs to row p // k
         self._bind()
         experts = np.unique(flat)
+        groups = self._store.plan_call(experts)
         outs, order = [], []
-        for group in self._store.plan_call(experts):
+        for g, group in enumerate(groups):
             pending = []
             for ready, lut in self._store.stream(group):
                 if len(ready) == len(experts):
@@ -68,10 +69,11 @@ class StreamingSwitch(nn.Module):
                 pending.append(y)
                 outs.append(y)
                 order.append(pos)
-            mx.eval(pending)  # before the next group overwrites the bank
+            if g + 1 < len(groups):
+                mx.eval(pending)  # before the next group overwrites the bank
         inverse = np.empty(flat.size, dtype=np.int64)
         inverse[np.concatenate(order)] = np.arange(flat.size)
         out = mx.concatenate([y[:, 0] for y in outs])[mx.array(inverse)]
         out = out.reshape(*idx.shape, out.shape[-1])
-        mx.eval(out)
+        mx.eval(out)  # before the bank is overwritten by the next call using it
         return out
