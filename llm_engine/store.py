@@ -258,7 +258,7 @@ class LayerStore:
         return n
 
     def _sequence(self, jobs: list[tuple[int, int]], done: list[Future]) -> None:
-        """Runs on the sequencer thread: read `jobs` in order, each completing its Future.
+        """Read `jobs` in order (on the ordering thread), each completing its Future.
 
         Experts already in the page cache are copied right here, one after another, so the
         first ones are ready as early as possible and copies do not fight over the CPU that
@@ -316,7 +316,11 @@ class LayerStore:
         done = [Future() for _ in jobs]
         t0 = time.perf_counter()
         if jobs:
-            self.sequencer.submit(self._sequence, jobs, done)
+            # The first read on this thread, before the ordering thread starts: no thread
+            # hand-off (nor contention for the GIL) while MLX has nothing to compute.
+            self._sequence(jobs[:1], done[:1])
+        if len(jobs) > 1:
+            self.sequencer.submit(self._sequence, jobs[1:], done[1:])
         with self.stats.lock:
             self.stats.cache_hits += len(hits)
             self.stats.cache_misses += len(jobs)
@@ -324,14 +328,13 @@ class LayerStore:
             if not bounds:
                 yield experts, lut
             for i, (lo, hi) in enumerate(bounds):
-                t_wait = time.perf_counter()
                 results = [f.result() for f in done[lo:hi]]
                 t1 = time.perf_counter()
                 with self.stats.lock:
                     self.stats.bytes_read += sum(n for n, _ in results)
                     self.stats.expert_reads += hi - lo
-                    if i == 0:
-                        self.stats.io_wait_seconds += t1 - t_wait
+                    if i == 0:  # includes the first read, done on this thread
+                        self.stats.io_wait_seconds += t1 - t0
                     if hi == len(jobs):
                         self.stats.io_seconds += max(t for _, t in results) - t0
                 ready = plan.misses[lo:hi] if i else np.concatenate([hits, plan.misses[lo:hi]])
