@@ -6,7 +6,7 @@ import shutil
 
 from appliance.cli import cli
 
-from almanac_testing import almanac, zim
+from almanac_testing import almanac, free_port, zim
 
 
 def test_version(runner):
@@ -65,6 +65,9 @@ def test_content_check(runner, data_dir):
 
 
 def test_status_text_and_json(data_dir):
+    port = free_port()  # nothing answers there, whatever else runs on this machine's 8080
+    config = data_dir.parent / "config.yaml"
+    config.write_text(f"server:\n  host: 127.0.0.1\n  port: {port}\n")
     almanac("content", "add", str(zim("example")))
     done = almanac("status")
     assert done.returncode == 0, done.stderr
@@ -74,7 +77,7 @@ def test_status_text_and_json(data_dir):
     assert report["books"][0]["name"] == "example"
     assert report["data_dir"] == str(data_dir)
     assert report["answering"] is False
-    assert report["urls"] == ["http://127.0.0.1:8080/"]  # the test config binds 127.0.0.1
+    assert report["urls"] == [f"http://127.0.0.1:{port}/"]  # the test config binds 127.0.0.1
 
 
 def test_urls_for_all_interfaces(tmp_path):
