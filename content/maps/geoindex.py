@@ -136,6 +136,11 @@ class GeoIndex:
             if background and book.article_count > SYNC_INLINE_MAX_ARTICLES:
                 if not self._claim(name, book.uuid):
                     continue  # another server process is on it
+                if self.indexed().get(name) == book.uuid:
+                    # Another process finished (and released its claim) after `done` was read above.
+                    with self._lock:
+                        self._conn.execute("DELETE FROM article_coords_claims WHERE book = ?", (name,))
+                    continue
                 self._busy.add(name)
                 threading.Thread(target=self._index_later, args=(name, book.uuid, archive), daemon=True).start()
             else:
