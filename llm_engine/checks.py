@@ -43,14 +43,6 @@ class Problem:
         return f"{self.file}: {self.message}"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path: str | os.PathLike) -> list[Problem]:
     """Check every file against manifest.json. Returns the problems found (empty if sound).
 
@@ -65,7 +57,7 @@ def verify(path: str | os.PathLike) -> list[Problem]:
             problems.append(Problem(str(p), "missing"))
         elif p.stat().st_size != f.size:
             problems.append(Problem(str(p), f"{p.stat().st_size} bytes, expected {f.size}"))
-        elif _sha256(p) != f.sha256:
+        elif mf.sha256_file(p) != f.sha256:
             problems.append(Problem(str(p), "sha256 mismatch"))
     for layer in m.layers:
         p = path / layer.file

@@ -35,14 +35,6 @@ TOKENIZER_PATTERNS = (
 )
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _mlx_lm_version() -> str:
     import mlx_lm
 
@@ -257,7 +249,7 @@ def convert(
         save_config(dict(config), config_path=tmp / "config.json")
         _copy_tokenizer(src, tmp)
         files = [
-            mf.FileSpec(p.name, p.stat().st_size, _sha256(p))
+            mf.FileSpec(p.name, p.stat().st_size, mf.sha256_file(p))
             for p in sorted(tmp.iterdir()) if p.is_file()
         ]
         manifest = mf.Manifest(

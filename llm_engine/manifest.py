@@ -12,6 +12,7 @@ Layout of a converted directory:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -212,3 +213,12 @@ def read_manifest(directory: Path) -> Manifest:
         source_quantization=obj.get("source_quantization", {}),
         alignment=alignment,
     )
+
+
+def sha256_file(path: Path) -> str:
+    """The checksum the manifest records for a file, read in 8 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
