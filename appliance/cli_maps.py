@@ -69,11 +69,32 @@ def maps_remove(name: str):
     click.echo(f"removed {name} and deleted {path}" if deleted else f"removed {name} (file kept at {path})")
 
 
+def _viewer_from_tarball(maps_dir: Path, tarball: Path) -> str | None:
+    """Unpack MapLibre from an npm tarball; the one-line reason it was refused, or None."""
+    from content.maps import vendor
+
+    if tarball.is_dir():
+        found = vendor.newest_tarball(tarball)
+        if found is None:
+            return f"{tarball} holds no maplibre-gl-X.Y.Z.tgz (make one with: npm pack {vendor.NPM_SPEC})"
+        tarball = found
+    try:
+        lib, unpacked = vendor.install_tarball(maps_dir, tarball)
+    except (vendor.VendorError, OSError) as e:
+        return str(e)
+    click.echo(f"map viewer: maplibre-gl {lib.version_text} unpacked from {tarball.name}" if unpacked else
+               f"map viewer: maplibre-gl {lib.version_text} already in place (not older than {tarball.name})")
+    return None
+
+
 @maps.command("init")
 @click.option("--force", is_flag=True, help="Rebuild the basemap and the place index even if present.")
 @click.option("--npm/--no-npm", "use_npm", default=True, show_default=True,
               help="Install MapLibre GL JS >= 5.11 with npm when npm is present (else the copy from PyPI is used).")
-def maps_init(force: bool, use_npm: bool):
+@click.option("--maplibre-tarball", type=click.Path(path_type=Path),
+              help="Unpack MapLibre GL JS >= 5.11 from this npm tarball (made by `npm pack maplibre-gl@^5.11.0`; "
+                   "no node needed), or from the newest maplibre-gl-X.Y.Z.tgz in this folder (a wheelhouse).")
+def maps_init(force: bool, use_npm: bool, maplibre_tarball: Path | None):
     """Build the offline world basemap and place index (idempotent: skips what exists)."""
     from content.maps import basemap, gazetteer, vendor
     from content.maps.registry import BASEMAP_NAME
@@ -99,6 +120,7 @@ def maps_init(force: bool, use_npm: bool):
         except gazetteer.GazetteerError as e:
             raise click.ClickException(f"place index: {e}") from None
         click.echo(f"place index: {n} places in {gaz}")
+    refused = _viewer_from_tarball(data.maps, maplibre_tarball) if maplibre_tarball else None
     lib = vendor.find(data.maps)
     if (lib is None or not lib.local_glyphs) and use_npm:
         ok, message = vendor.npm_install(data.maps)
@@ -108,6 +130,9 @@ def maps_init(force: bool, use_npm: bool):
         raise click.ClickException("map viewer: MapLibre GL JS not found; `pip install maplibre` or install npm")
     click.echo(f"map viewer: MapLibre GL JS {lib.version_text} from {lib.origin}"
                + ("" if lib.local_glyphs else " (too old for labels without glyph files: places show as dots)"))
+    if refused:
+        # Last, after the viewer is known to work with what is there: the tarball asked for was not used.
+        raise click.ClickException(f"map viewer: {refused}")
 
 
 @maps.command("add-region")

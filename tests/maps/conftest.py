@@ -28,13 +28,24 @@ def shared_map(key: str) -> Path:
     return path
 
 
+def wheelhouse_tarball() -> Path | None:
+    """The newest maplibre-gl-X.Y.Z.tgz in $ALMANAC_WHEELHOUSE (tests/run.sh puts one there with npm pack)."""
+    from content.maps.vendor import newest_tarball
+
+    wheelhouse = os.environ.get("ALMANAC_WHEELHOUSE")
+    return newest_tarball(Path(wheelhouse)) if wheelhouse and Path(wheelhouse).is_dir() else None
+
+
 @pytest.fixture(scope="session")
 def built_maps(tmp_path_factory) -> Path:
-    """A data dir's maps/ folder after a real `almanac maps init --no-npm`: world.pmtiles + gazetteer.db."""
+    """A data dir's maps/ folder after a real `almanac maps init --no-npm`: world.pmtiles + gazetteer.db, and
+    MapLibre >= 5.11 unpacked from the wheelhouse's npm tarball when there is one (else the PyPI copy serves)."""
     root = tmp_path_factory.mktemp("maps-init")
     (root / "config.yaml").write_text("server:\n  host: 127.0.0.1\n")
     env = {**os.environ, "ALMANAC_DATA": str(root / "data"), "ALMANAC_CONFIG": str(root / "config.yaml")}
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "maps", "init", "--no-npm"], cwd=ROOT, env=env,
+    tarball = wheelhouse_tarball()
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "maps", "init", "--no-npm",
+                           *(["--maplibre-tarball", str(tarball)] if tarball else [])], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     maps = root / "data" / "maps"
@@ -43,11 +54,13 @@ def built_maps(tmp_path_factory) -> Path:
 
 
 def install_built(built: Path, data_dir: Path) -> None:
-    """Give a test's data dir the session's basemap and place index (copies: tests may change them)."""
+    """Give a test's data dir the session's basemap, place index and MapLibre (copies: tests may change them)."""
     maps = data_dir / "maps"
     maps.mkdir(parents=True, exist_ok=True)
     for name in ("world.pmtiles", "gazetteer.db"):
         shutil.copyfile(built / name, maps / name)
+    if (built / "vendor").is_dir():
+        shutil.copytree(built / "vendor", maps / "vendor", dirs_exist_ok=True)
 
 
 @pytest.fixture

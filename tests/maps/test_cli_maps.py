@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 from almanac_testing import almanac
 
@@ -58,3 +59,35 @@ def test_built_basemap_has_land_borders_and_cities(built_maps):
     z6 = gzip.decompress(world.tile(6, 36, 18))
     assert b"Helsinki" in z6 and b"Tallinn" in z6
     assert world.path.stat().st_size > 2_000_000
+
+
+def test_init_unpacks_the_newest_tarball_of_a_folder_and_refuses_a_bad_one(built_maps, data_dir, tmp_path):
+    from content.maps import vendor
+
+    from .conftest import install_built
+    from .test_vendor import make_tarball
+
+    install_built(built_maps, data_dir)
+    vendor_dir = data_dir / "maps" / "vendor"
+    if vendor_dir.exists():  # the session's maps may carry the wheelhouse's MapLibre; start from PyPI's here
+        shutil.rmtree(vendor_dir)
+    old = make_tarball(tmp_path / "maplibre-gl-5.3.0.tgz", version="5.3.0")
+    refused = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(old))
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == f"Error: map viewer: {old}: maplibre-gl 5.3.0 is too old; labels need " \
+                                     f">= 5.11.0 ({vendor.NPM_SPEC})"
+    assert "MapLibre GL JS 5.3.0 from pypi (too old for labels" in refused.stdout  # the viewer still works
+
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    empty = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(wheelhouse))
+    assert empty.returncode == 1 and "holds no maplibre-gl-X.Y.Z.tgz" in empty.stderr
+    for v in ("5.12.0", "5.20.3"):
+        make_tarball(wheelhouse / f"maplibre-gl-{v}.tgz", version=v)
+    done = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(wheelhouse))
+    assert done.returncode == 0, done.stderr
+    assert "map viewer: maplibre-gl 5.20.3 unpacked from maplibre-gl-5.20.3.tgz" in done.stdout
+    assert "map viewer: MapLibre GL JS 5.20.3 from tarball" in done.stdout
+    again = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(wheelhouse / "maplibre-gl-5.12.0.tgz"))
+    assert again.returncode == 0 and "already in place (not older than maplibre-gl-5.12.0.tgz)" in again.stdout
+    assert "5.20.3 from tarball" in again.stdout
