@@ -76,4 +76,9 @@ class StreamingSwitch(nn.Module):
         out = mx.concatenate([y[:, 0] for y in outs])[mx.array(inverse)]
         out = out.reshape(*idx.shape, out.shape[-1])
         mx.eval(out)  # before the bank is overwritten by the next call using it
+        if len(groups) > 1:
+            # A prefill call leaves a group's worth of intermediates in MLX's buffer cache at
+            # every layer; decode steps never reuse them, so give them back now (no measurable
+            # cost in prefill time; ~10 MB off the high-water mark on the bench model).
+            mx.clear_cache()
         return out
