@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .cdp import Browser
-from .conftest import install_built
+from .conftest import install_built, wheelhouse_tarball
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
 
@@ -14,6 +14,49 @@ def _map_box(b: Browser) -> dict:
     return b.evaluate("(() => { const r = document.getElementById('map').getBoundingClientRect();"
                       " return {x: Math.round(r.x), y: Math.round(r.y), width: Math.round(r.width),"
                       " height: Math.round(r.height)}; })()")
+
+
+def _outside(b: Browser, live_server: str) -> list[str]:
+    return [u for u in b.requested_urls() if not u.startswith((live_server + "/", "data:", f"blob:{live_server}/"))]
+
+
+# Names of the features MapLibre placed on screen in the style's text layers (queryRenderedFeatures returns a
+# symbol only when its label was laid out and drawn, not merely present in a tile).
+RENDERED_LABELS = """(() => {
+  const m = window.almanacMap;
+  const ids = m.getStyle().layers.filter(l => l.type === 'symbol' && l.layout && l.layout['text-field'])
+    .map(l => l.id);
+  const found = ids.length ? m.queryRenderedFeatures({layers: ids}) : [];
+  return {version: maplibregl.getVersion(), text_layers: ids, layers: [...new Set(found.map(f => f.layer.id))],
+          names: [...new Set(found.map(f => f.properties['name:en'] || f.properties.name).filter(Boolean))]};
+})()"""
+
+
+def test_place_names_are_drawn_with_the_maplibre_from_the_tarball(built_maps, data_dir, live_server, browser):
+    if wheelhouse_tarball() is None:
+        pytest.skip("no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE, so only the PyPI MapLibre 5.3 (no labels) is here; "
+                    "tests/run.sh adds the tarball with `npm pack` when npm is present")
+    install_built(built_maps, data_dir)
+    b = browser
+    b.watch_everything()
+    b.call("Page.navigate", url=f"{live_server}/maps")
+    assert b.wait_for("window.almanacMapIdle === true", 60), f"map never went idle: {b.console_errors()}"
+    seen = b.evaluate(RENDERED_LABELS)
+    assert tuple(int(p) for p in seen["version"].split(".")[:3]) >= (5, 11, 0), seen["version"]
+    assert seen["text_layers"], "the style served with MapLibre >= 5.11 has no text layers"
+    # The initial world view: country names, really laid out on the canvas.
+    assert any(lid.endswith("-country-label") for lid in seen["layers"]), seen
+    assert len(seen["names"]) >= 10 and {"Canada", "China"} <= set(seen["names"]), seen
+    # Closer in, city names too.
+    b.evaluate("window.almanacMapIdle = false; window.almanacMap.jumpTo({center: [24.94, 60.17], zoom: 6}); true")
+    assert b.wait_for("window.almanacMapIdle === true", 30)
+    near = b.evaluate(RENDERED_LABELS)
+    assert any(lid.endswith("-locality-label") for lid in near["layers"]), near
+    assert {"Helsinki", "Tallinn"} <= set(near["names"]), near
+    # The browser's own fonts: the style names no glyph files, and nothing was fetched from outside this box.
+    assert b.evaluate("window.almanacMap.getStyle().glyphs === undefined")
+    assert _outside(b, live_server) == []
+    assert b.console_errors() == []
 
 
 def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, geo_book, live_server, browser,
@@ -33,8 +76,7 @@ def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, 
     urls = b.requested_urls()
     tiles = [u for u in urls if "/maps/tiles/world/" in u]
     assert tiles, "no tile requests were seen (worker traffic must be watched too)"
-    outside = [u for u in urls if not u.startswith((live_server + "/", "data:", f"blob:{live_server}/"))]
-    assert outside == []
+    assert _outside(b, live_server) == []
     assert b.console_errors() == []
 
     # Search a town with its local spelling, pick the first answer, and the map flies there.
@@ -46,8 +88,7 @@ def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, 
                       " && window.almanacMap.getZoom() > 8; })()", 30)
     assert b.wait_for("window.almanacMapIdle === true", 30)
     assert b.evaluate("document.querySelectorAll('.maplibregl-marker').length") >= 1
-    outside = [u for u in b.requested_urls() if not u.startswith((live_server + "/", "data:", f"blob:{live_server}/"))]
-    assert outside == []
+    assert _outside(b, live_server) == []
 
     # Articles on the map: near Helsinki the test book's articles show as markers.
     b.call("Page.navigate", url=f"{live_server}/maps?lat=60.17&lon=24.94&z=9")
