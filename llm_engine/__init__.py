@@ -11,11 +11,13 @@ from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .generate import Result, Step, generate, stream_generate
 from .checks import Problem, info, verify
 from .loader import Engine, load
+from .server import make_server, serve
+from .worker import Job, Worker
 
 SUPPORTED_MLX_LM = ">=0.32,<0.33"
 
 __all__ = [
     "CheckpointError", "Engine", "EngineError", "Problem", "Result", "Step",
-    "UnsupportedModelError", "convert", "generate", "info", "load", "stream_generate",
-    "verify", "SUPPORTED_MLX_LM",
+    "UnsupportedModelError", "Job", "Worker", "convert", "generate", "info", "load",
+    "make_server", "serve", "stream_generate", "verify", "SUPPORTED_MLX_LM",
 ]
