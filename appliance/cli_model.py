@@ -101,6 +101,35 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
     )
 
 
+@model.command("serve")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; the default lets only this machine connect.")
+@click.option("--port", type=click.IntRange(0, 65535), default=11434, show_default=True,
+              help="TCP port (0 picks a free one).")
+@click.option("--expert-cache-gb", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Memory for experts kept between tokens; 0 relies on the OS page cache.")
+@click.option("--max-tokens-limit", type=click.IntRange(1), default=2048, show_default=True,
+              help="Most tokens one request may generate (also the default length).")
+@click.option("--max-prompt-tokens", type=click.IntRange(1), default=8192, show_default=True,
+              help="Longer prompts are refused with a 400 error.")
+def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens):
+    """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
+    llm_engine = _engine()
+    from llm_engine.server import serve
+
+    def ready(url: str) -> None:
+        click.echo(f"serving {os.path.basename(os.path.normpath(directory))} on {url} "
+                   f"(OpenAI: {url}/v1, Ollama: {url}); Ctrl-C stops")
+
+    try:
+        serve(directory, host=host, port=port, max_tokens_limit=max_tokens_limit,
+              max_prompt_tokens=max_prompt_tokens, expert_cache_gb=expert_cache_gb,
+              on_ready=ready)
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+
+
 @model.command("info")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
