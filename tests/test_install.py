@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -168,6 +169,13 @@ def test_missing_wheelhouse_is_refused(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_make_wheelhouse_goes_with_no_other_action(tmp_path):
+    done = run_install("--make-wheelhouse", str(tmp_path / "wh"), "--wheelhouse", str(tmp_path), timeout=30)
+    assert done.returncode == 2
+    assert "--make-wheelhouse goes with no other action" in one_line(done.stderr)
+    assert not (tmp_path / "wh").exists()
+
+
 def test_purge_refuses_a_folder_that_is_not_almanac_data(tmp_path):
     precious = tmp_path / "home-ish"
     precious.mkdir()
@@ -183,7 +191,7 @@ def test_help_lists_every_flag():
     done = run_install("--help", timeout=30)
     assert done.returncode == 0
     for flag in ("--prefix", "--data-dir", "--config", "--port", "--no-service", "--no-start", "--uninstall",
-                 "--purge", "--wheelhouse", "--python", "--print-service", "--service-kind"):
+                 "--purge", "--wheelhouse", "--make-wheelhouse", "--python", "--print-service", "--service-kind"):
         assert flag in done.stdout, flag
 
 
@@ -273,6 +281,36 @@ def test_installed_server_answers_healthz_home_and_handbook(installed):
         python_line = next(ln for ln in done.stdout.splitlines() if ln.split()[1] == "python:")
         assert str(installed.prefix / "venv") in python_line  # the installed copy, not the checkout
         assert f"port: {installed.port} is served by Almanac" in done.stdout
+    finally:
+        stop(proc)
+
+
+def test_offline_install_gets_maplibre_for_labels_from_the_wheelhouse(installed):
+    """tests/run.sh makes the wheelhouse with --make-wheelhouse, which adds `npm pack`'s maplibre-gl tarball;
+    install.sh --wheelhouse unpacks it with no network, so the map has place names."""
+    from content.maps.vendor import newest_tarball
+
+    wheelhouse = os.environ.get("ALMANAC_WHEELHOUSE")
+    tarball = newest_tarball(Path(wheelhouse)) if wheelhouse else None
+    if tarball is None:
+        pytest.skip("no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE (unset, or npm pack failed in tests/run.sh)")
+    with tarfile.open(tarball) as tar:
+        version = json.load(tar.extractfile("package/package.json"))["version"]
+        js = tar.extractfile("package/dist/maplibre-gl.js").read()
+    assert tuple(int(p) for p in version.split(".")) >= (5, 11, 0)
+    assert f"map viewer: MapLibre GL JS {version} from tarball" in installed.first_run.stdout
+    proc = installed.serve()
+    try:
+        wait_healthy(installed.port, proc)
+        _, _, body = get(f"http://127.0.0.1:{installed.port}/maps?format=json")
+        assert json.loads(body)["maplibre"] == {"version": version, "origin": "tarball", "local_glyphs": True}
+        _, _, body = get(f"http://127.0.0.1:{installed.port}/maps/style.json")
+        style = json.loads(body)
+        assert "glyphs" not in style  # the browser's own fonts draw the names
+        text = [layer["id"] for layer in style["layers"] if layer["type"] == "symbol" and "text-field" in layer["layout"]]
+        assert any(t.endswith("-locality-label") for t in text) and any(t.endswith("-country-label") for t in text)
+        with urllib.request.urlopen(f"http://127.0.0.1:{installed.port}/maps/vendor/maplibre-gl.js", timeout=10) as r:
+            assert r.read() == js  # the very file from the tarball, served from the data dir
     finally:
         stop(proc)
 
