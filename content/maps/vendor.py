@@ -152,7 +152,7 @@ def _read_tarball(tarball: Path) -> dict[str, bytes]:
                 if m.name not in wanted:
                     continue
                 if not m.isfile():  # a link could point anywhere; npm pack writes plain files only
-                    raise VendorError(f"{tarball}: refused, {m.name} is a link, not a file")
+                    raise VendorError(f"{tarball}: refused, {m.name} is a link or folder, not a file")
                 if m.size > MAX_MEMBER_BYTES:
                     raise VendorError(f"{tarball}: refused, {m.name} is {m.size >> 20} MB")
                 got[m.name] = tar.extractfile(m).read()

@@ -93,7 +93,7 @@ def test_newest_tarball_of_a_folder(tmp_path):
     ("old version", "maplibre-gl 5.3.0 is too old; labels need >= 5.11.0"),
     ("path traversal", "refused, it holds a file outside its package folder ('package/../../../escaped.js')"),
     ("absolute path", "refused, it holds a file outside its package folder ('/tmp/escaped.js')"),
-    ("symlink", "refused, package/dist/maplibre-gl.js is a link, not a file"),
+    ("symlink", "refused, package/dist/maplibre-gl.js is a link or folder, not a file"),
     ("js disagrees", "its package.json says 5.20.0 but maplibre-gl.js says 5.3.0"),
     ("truncated", "not a readable npm tarball"),
     ("not gzip", "not a readable npm tarball"),
