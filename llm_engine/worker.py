@@ -131,6 +131,7 @@ class Worker:
         self._ready = threading.Event()
         self._load_error: BaseException | None = None
         self._stopping = False
+        self._closed = threading.Event()
         self._thread = threading.Thread(target=self._run, name="llm-worker", daemon=True)
 
     @classmethod
@@ -147,21 +148,34 @@ class Worker:
 
     def submit(self, job: Job) -> Ticket:
         ticket = Ticket(job)
-        self._queue.put(ticket)
+        if self._stopping:
+            ticket.put(Failed(503, "the server is shutting down"))
+        else:
+            self._queue.put(ticket)
         return ticket
 
     def queued(self) -> int:
         return self._queue.qsize()
 
     def close(self, timeout: float = 60.0) -> None:
-        """Stop after the current token, drop what is queued, close the engine."""
+        """Stop after the current token, refuse what is queued, close the engine."""
         self._stopping = True
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._closed.wait(timeout)
 
     # --- the worker thread ---------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._load_and_serve()
+        finally:
+            self._closed.set()
+            # Never return: if a thread that ran MLX ends before the process does, MLX can
+            # abort the process at exit ("terminate called without an active exception",
+            # seen with MLX 0.32). Parked, this daemon thread simply dies with the process.
+            threading.Event().wait()
+
+    def _load_and_serve(self) -> None:
         try:
             engine = load(self.path, **self.load_kwargs)
             self.info = _model_info(self.path, engine)
