@@ -17,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -85,6 +86,7 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         error = ollama_api.error if path.startswith("/api/") else openai_api.error
         app = self.server.app
+        self._streaming = False
         try:
             if method == "GET" and path in INFO:
                 return self._json(200, INFO[path](app))
@@ -101,6 +103,11 @@ class Handler(BaseHTTPRequestHandler):
             self._json(e.status, error(e))
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
+        except Exception as e:  # a bug: answer 500 (unless a stream is half sent), keep serving
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            if not self._streaming:
+                self._json(500, error(ApiError(500, f"internal error: {type(e).__name__}: {e}")))
 
     def _body(self) -> bytes:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -162,6 +169,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _stream(self, ticket: Ticket, reply, error) -> None:
         sse = reply.framing == openai_api.SSE
+        self._streaming = True
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream" if sse else "application/x-ndjson")
         self.send_header("Cache-Control", "no-cache")

@@ -54,29 +54,40 @@ def engine(model_dir):
         yield e
 
 
-@pytest.fixture(scope="module")
-def server(model_dir):
+@contextlib.contextmanager
+def running(model_dir: Path, *args: str):
+    """`almanac model serve DIR --port 0 ARGS` as a process; yields (process, Server)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
         [sys.executable, "-m", "appliance.cli_model", "serve", str(model_dir), "--port", "0",
-         "--max-prompt-tokens", str(PROMPT_LIMIT), "--max-tokens-limit", str(TOKENS_LIMIT)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
-    ready, _, _ = select.select([p.stdout], [], [], 120)
-    line = p.stdout.readline() if ready else ""
-    if " on http://127.0.0.1:" not in line:
-        p.kill()
-        pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
-    # Drain stderr (one log line per request) so the pipe never fills up.
-    threading.Thread(target=p.stderr.read, daemon=True).start()
-    url = line.split(" on ")[1].split()[0]
-    server = Server(url, int(url.rsplit(":", 1)[1]))
-    yield server
-    # SIGTERM in the middle of a generation is a clean shutdown.
-    with server.raw_stream("/v1/completions", {"model": model_dir.name, "prompt": LONG,
-                                               "max_tokens": 1500, "stream": True}):
-        p.terminate()
-        assert p.wait(30) == 0
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], 120)
+        line = p.stdout.readline() if ready else ""
+        if " on http://127.0.0.1:" not in line:
+            p.kill()
+            pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
+        # Drain stderr (one log line per request) so the pipe never fills up.
+        threading.Thread(target=p.stderr.read, daemon=True).start()
+        url = line.split(" on ")[1].split()[0]
+        yield p, Server(url, int(url.rsplit(":", 1)[1]))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.fixture(scope="module")
+def server(model_dir):
+    with running(model_dir, "--max-prompt-tokens", str(PROMPT_LIMIT),
+                 "--max-tokens-limit", str(TOKENS_LIMIT)) as (p, server):
+        yield server
+        # SIGTERM in the middle of a generation is a clean shutdown.
+        with server.raw_stream("/v1/completions", {"model": model_dir.name, "prompt": LONG,
+                                                   "max_tokens": 1500, "stream": True}):
+            p.terminate()
+            assert p.wait(30) == 0
 
 
 class Server:
@@ -432,3 +443,25 @@ def test_the_real_ollama_client(server, engine, model_dir):
     with pytest.raises(ollama.ResponseError) as e:
         client.chat(model="llama3", messages=MESSAGES)
     assert e.value.status_code == 404
+
+
+def test_an_engine_failure_is_a_500_and_the_server_stays_up(checkpoints, tmp_path):
+    broken = shutil.copytree(checkpoints.streamed("qwen3_moe"), tmp_path / "broken")
+    layer = json.loads((broken / "manifest.json").read_text())["layers"][0]
+    with open(broken / layer["file"], "r+b") as f:  # same size, every expert's CRC wrong
+        for e in range(layer["num_experts"]):
+            f.seek(e * layer["stride"])
+            byte = f.read(1)
+            f.seek(e * layer["stride"])
+            f.write(bytes([byte[0] ^ 0xFF]))
+    with running(broken) as (p, server):
+        body = {"model": "broken", "prompt": "Hello", "max_tokens": 4}
+        for _ in range(2):
+            status, out = server.request("POST", "/v1/completions", body)
+            assert status == 500 and "layer-000.bin" in out["error"]["message"], out
+            assert out["error"]["type"] == "server_error"
+        lines = server.ndjson("/api/generate", {**body, "raw": True})  # failed mid-stream
+        assert "layer-000.bin" in lines[-1]["error"]
+        assert server.health()["failed"] == 3
+        p.terminate()
+        assert p.wait(30) == 0
