@@ -1,0 +1,261 @@
+"""The passages of the library that best answer a question: what the assistant reads before it writes.
+
+A question in plain words rarely matches libzim's full-text query as a whole (it joins every word with AND), so
+the question's keywords are searched together first and then one by one; the articles found are cut into
+paragraphs and the paragraphs ranked by BM25 over the question's keywords. Everything stays on the box.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass
+from html.parser import HTMLParser
+
+from . import searchers
+from .search import QueryError
+
+# Words that say nothing about what is asked; libzim drops English stopwords itself, but a keyword that no
+# article holds would empty an AND query, and these are never the point of a question.
+STOPWORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being below between both
+but by can could did do does doing down during each few for from further had has have having he her here hers
+him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our
+out over own same she should so some such than that the their them then there these they this those through to
+too under until up very was we were what when where which while who whom why will with would you your yours
+tell explain describe please know give show mean means find
+""".split())
+
+_SPACE = re.compile(r"\s+")
+_WORD = re.compile(r"\w+")
+_SENTENCE_END = re.compile(r"[.!?。！？](?:\s|$)")
+
+# Elements that end a paragraph, and those whose whole subtree is page furniture rather than the article.
+BLOCKS = frozenset("p li dd dt h1 h2 h3 h4 h5 h6 tr td th blockquote pre section article div br table ul ol "
+                   "figcaption caption".split())
+HEADINGS = frozenset("h1 h2 h3 h4 h5 h6 dt caption".split())
+SKIPPED = frozenset("head title script style noscript template svg nav header footer aside form button select math".split())
+# MediaWiki and mwoffliner furniture, matched against id and class: menus, edit links, reference lists, infobox
+# navigation, table of contents, category links.
+_FURNITURE = re.compile(r"navigation|navbox|footer|catlinks|mw-panel|sidebar|\btoc\b|noprint|editsection|"
+                        r"mw-jump|siteNotice|printfooter|reflist|references|mw-indicators|hatnote", re.I)
+_VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
+
+
+class _Paragraphs(HTMLParser):
+    """Collects an article's text a block at a time, as (text, is_heading), leaving out page furniture."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.blocks: list[tuple[str, bool]] = []
+        self._text: list[str] = []
+        self._heading = False
+        self._skip: list[str] = []  # open tags of the subtree being skipped
+
+    def handle_starttag(self, tag, attrs):
+        if self._skip:
+            if tag not in _VOID:
+                self._skip.append(tag)
+            return
+        marks = " ".join(v for k, v in attrs if k in ("id", "class", "role") and v)
+        if tag in SKIPPED or (marks and _FURNITURE.search(marks)):
+            if tag not in _VOID:
+                self._skip.append(tag)
+            return
+        if tag in BLOCKS:
+            self._flush()
+            self._heading = tag in HEADINGS
+
+    def handle_endtag(self, tag):
+        if self._skip:
+            # Pop to the matching open tag: HTML in the wild leaves some tags unclosed.
+            if tag in self._skip:
+                while self._skip.pop() != tag:
+                    pass
+            return
+        if tag in BLOCKS:
+            self._flush()
+            self._heading = False
+
+    def handle_data(self, data):
+        if not self._skip:
+            self._text.append(data)
+
+    def _flush(self):
+        text = _SPACE.sub(" ", "".join(self._text)).strip()
+        self._text = []
+        if text:
+            self.blocks.append((text, self._heading))
+
+    def close(self):
+        super().close()
+        self._flush()
+
+
+PASSAGE_MIN, PASSAGE_MAX = 80, 700  # characters: shorter paragraphs join the next one, longer ones are cut
+HEADING_MAX = 120
+BM25_K1, BM25_B = 1.2, 0.75
+PREFIX = 5  # words match on their first 5 letters: "oceans" finds "ocean", "volcanic" finds "volcano"
+
+
+@dataclass(frozen=True)
+class Passage:
+    book: str
+    path: str
+    title: str
+    text: str
+    score: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def keywords(question: str) -> list[str]:
+    """The question's words worth searching for, in order, without repeats."""
+    seen, out = set(), []
+    for w in _WORD.findall(question.lower()):
+        if w in STOPWORDS or (len(w) < 2 and not w.isdigit()) or w in seen:
+            continue
+        seen.add(w)
+        out.append(w)
+    return out
+
+
+def paragraphs(page: bytes) -> list[str]:
+    """An HTML page's prose, one string per paragraph, joined or cut to passage length.
+
+    Blocks without a sentence in them (menus, link lists) are not prose; a heading is kept only as the start
+    of the paragraph that follows it.
+    """
+    parser = _Paragraphs()
+    parser.feed(page.decode("utf-8", "replace"))
+    parser.close()
+    out, pending, heading = [], "", ""
+    for block, is_heading in parser.blocks:
+        if is_heading:
+            heading = block if len(block) <= HEADING_MAX else ""  # opens the next paragraph
+            continue
+        if not _SENTENCE_END.search(block):
+            continue  # a menu, a list of links, a caption: not prose
+        text = " ".join(t for t in (pending, heading, block) if t)
+        heading = ""
+        if len(text) < PASSAGE_MIN:
+            pending = text  # a short paragraph joins the next one
+            continue
+        out.extend(_cut(text))
+        pending = ""
+    if pending:
+        out.append(pending)
+    return out
+
+
+def _cut(text: str) -> list[str]:
+    """Split a long paragraph at sentence ends so each piece stays under PASSAGE_MAX."""
+    if len(text) <= PASSAGE_MAX:
+        return [text]
+    pieces, current = [], ""
+    for sentence in re.split(r"(?<=[.!?。])\s+", text):
+        while len(sentence) > PASSAGE_MAX:  # one endless sentence: cut at a space
+            cut = sentence.rfind(" ", 0, PASSAGE_MAX)
+            cut = cut if cut > PASSAGE_MAX // 2 else PASSAGE_MAX
+            if current:
+                pieces.append(current)
+                current = ""
+            pieces.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if current and len(current) + 1 + len(sentence) > PASSAGE_MAX:
+            pieces.append(current)
+            current = sentence
+        else:
+            current = f"{current} {sentence}".strip()
+    if current:
+        pieces.append(current)
+    return pieces
+
+
+def candidate_articles(archives: list[tuple[str, object]], words: list[str], limit: int) -> list[tuple[str, str]]:
+    """(book, path) of up to `limit` articles: those holding every keyword first, then those holding most."""
+    from libzim.search import Query
+
+    found: Counter = Counter()
+    order: dict[tuple[str, str], int] = {}
+
+    def search(archive, name: str, pattern: str, weight: int) -> None:
+        with searchers.fulltext(archive) as searcher:
+            for rank, path in enumerate(searcher.search(Query().set_query(pattern)).getResults(0, limit)):
+                key = (name, path)
+                found[key] += weight
+                order.setdefault(key, len(order) + rank)
+
+    for name, archive in archives:
+        if not archive.has_fulltext_index:
+            continue
+        search(archive, name, " ".join(words), len(words) + 1)
+        if len(words) > 1:
+            for w in words:
+                search(archive, name, w, 1)
+    ranked = sorted(found, key=lambda key: (-found[key], order[key]))
+    return ranked[:limit]
+
+
+def _stems(text: str) -> list[str]:
+    return [w[:PREFIX] for w in _WORD.findall(text.lower())]
+
+
+def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles: int = 8,
+         per_article: int = 2) -> list[Passage]:
+    """The k passages of (book name, Archive) pairs that best answer `question`, best first.
+
+    At most `per_article` passages come from one article, so an answer can draw on several sources.
+    """
+    question = (question or "").strip()
+    if not question:
+        raise QueryError("empty question")
+    if len(question) > 2000:
+        raise QueryError("question longer than 2000 characters")
+    words = keywords(question)
+    if not words:
+        raise QueryError("the question has no words to look up")
+    by_name = dict(archives)
+    pieces: list[tuple[str, str, str, str]] = []  # book, path, title, text
+    for name, path in candidate_articles(archives, words, articles):
+        try:
+            entry = by_name[name].get_entry_by_path(path)
+            item = entry.get_item()
+            if not item.mimetype.startswith("text/html"):
+                continue
+            page = bytes(item.content)
+        except (KeyError, RuntimeError):  # listed by the index but gone or unreadable: skip it
+            continue
+        title = entry.title or path
+        pieces.extend((name, path, title, text) for text in paragraphs(page))
+    if not pieces:
+        return []
+    return _rank(pieces, [w[:PREFIX] for w in words], k, per_article)
+
+
+def _rank(pieces: list[tuple[str, str, str, str]], terms: list[str], k: int, per_article: int) -> list[Passage]:
+    docs = [Counter(_stems(text)) for *_, text in pieces]
+    lengths = [sum(d.values()) for d in docs]
+    avg = sum(lengths) / len(lengths) or 1.0
+    n = len(docs)
+    idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5))
+           for t in terms for df in [sum(1 for d in docs if t in d)]}
+    scored = []
+    for (book, path, title, text), doc, length in zip(pieces, docs, lengths):
+        score = sum(idf[t] * doc[t] * (BM25_K1 + 1) / (doc[t] + BM25_K1 * (1 - BM25_B + BM25_B * length / avg))
+                    for t in terms if doc[t])
+        if score > 0:
+            # A passage of an article named for what is asked is likelier to answer it.
+            title_terms = set(_stems(title))
+            score *= 1 + 0.5 * sum(t in title_terms for t in terms) / len(terms)
+            scored.append(Passage(book, path, title, text, round(score, 4)))
+    scored.sort(key=lambda p: -p.score)
+    out, taken = [], Counter()
+    for p in scored:
+        if taken[(p.book, p.path)] < per_article:
+            out.append(p)
+            taken[(p.book, p.path)] += 1
+            if len(out) == k:
+                break
+    return out
