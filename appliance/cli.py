@@ -83,7 +83,10 @@ def serve(state: _State, host, port, workers, detach):
         click.echo(f"Almanac is running in the background (pid {pid}); logs: {data.logs / 'server.log'}")
         _print_urls(host, port)
         return
-    server.serve(config, data, host, port, workers)
+    try:
+        server.serve(config, data, host, port, workers)
+    except server.ModelServerError as e:  # the model beside the portal cannot start: say why, in one line
+        raise click.ClickException(str(e)) from None
 
 
 @cli.command()

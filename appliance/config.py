@@ -91,6 +91,9 @@ def _check_types(user: dict, defaults: dict, source: str, prefix: str = "") -> N
         elif isinstance(want, int):
             if isinstance(value, bool) or not isinstance(value, int):
                 raise ConfigError(source, dotted, f"must be a whole number, not {value!r}")
+        elif isinstance(want, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(source, dotted, f"must be a number, not {value!r}")
         elif isinstance(want, str):
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
                 raise ConfigError(source, dotted, f"must be text, not {value!r}")
@@ -123,6 +126,14 @@ def _check_ranges(values: dict, source: str) -> None:
                           f"{library['scan_interval_s']} is out of range 1-86400")
     if not str(values["portal"]["title"]).strip():
         raise ConfigError(source, "portal.title", "must not be empty")
+    assistant = values["assistant"]
+    for key, low, high in (("passages", 1, 20), ("max_tokens", 1, 8192), ("temperature", 0, 2),
+                           ("timeout_s", 1, 86400)):
+        if not low <= assistant[key] <= high:
+            raise ConfigError(source, f"assistant.{key}", f"{assistant[key]} is out of range {low}-{high}")
+    url = str(assistant["url"]).strip()
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(source, "assistant.url", f"{url!r} is not an http:// or https:// URL")
 
 
 def read_user_file(path: Path) -> dict[str, Any]:

@@ -31,8 +31,8 @@ def home():
              "text": (f"{installed['maps']} offline map{'s' if installed['maps'] != 1 else ''}: the world, "
                       "place search and articles on the map") if installed["maps"]
              else "Offline maps: run `almanac maps init` to build the world map"},
-            {"id": "assistant", "name": "Assistant", "url": None, "count": installed["models"],
-             "text": "Questions answered from the library, with sources: arriving in a coming update"},
+            {"id": "assistant", "name": "Assistant", "url": "/assistant", "count": installed["models"],
+             "text": "Ask a question: answered from the library's books, with their sources"},
         ],
         "books": books,
     })

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import catalog, maps, portal, reader, search
+from . import assistant, catalog, maps, portal, reader, search
 
 ROUTES = {
     "portal": [
@@ -31,6 +31,10 @@ ROUTES = {
         ("/suggest", search.suggest),
     ],
     "maps": maps.ROUTES,
+    "assistant": [
+        ("/assistant", assistant.assistant_page),
+        ("/assistant/stream", assistant.stream),
+    ],
 }
 
 
@@ -46,6 +50,7 @@ def register(app: Flask) -> None:
     app.before_request(_notice_new_archives)
     app.jinja_env.filters["human_bytes"] = human_bytes
     app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["cite"] = assistant.cite
 
 
 def human_bytes(n: int) -> str:

@@ -54,7 +54,75 @@ def gunicorn_options(config: Config, data: DataDir, host: str, port: int, worker
 
 
 def serve(config: Config, data: DataDir, host: str, port: int, workers: int) -> None:
-    _Gunicorn(gunicorn_options(config, data, host, port, workers), config).run()
+    model = start_model_server(config, data)
+    try:
+        _Gunicorn(gunicorn_options(config, data, host, port, workers), config).run()
+    finally:
+        if model is not None:
+            stop_child(model)
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+class ModelServerError(RuntimeError):
+    """The model beside the portal cannot be started; the message says why and what to change."""
+
+
+def model_dir(config: Config, data: DataDir) -> Path | None:
+    """The model `assistant.model_dir` names (a folder under models/, or a path); None when unset."""
+    name = str(config.get("assistant.model_dir")).strip()
+    if not name:
+        return None
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else data.models / path
+
+
+def model_server_address(config: Config) -> tuple[str, int]:
+    """Host and port of `assistant.url`, which must be this machine for Almanac to run the model there."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(str(config.get("assistant.url")))
+    host = parts.hostname or ""
+    if host not in LOCAL_HOSTS:
+        raise ModelServerError(f"assistant.model_dir is set, so assistant.url must be on this machine "
+                           f"(127.0.0.1), not {host or 'empty'}")
+    return ("::1" if ":" in host else "127.0.0.1"), parts.port or 80
+
+
+def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None:
+    """Run `almanac model serve` for `assistant.model_dir` beside the portal, logging to logs/model.log.
+
+    The model gets its own process because every gunicorn worker would otherwise load it; the portal asks it
+    over HTTP. Nothing is started when the option is empty or a server already answers at the URL.
+    """
+    directory = model_dir(config, data)
+    if directory is None:
+        return None
+    if not (directory / "manifest.json").is_file():
+        raise ModelServerError(f"assistant.model_dir: {directory} is not a converted model (no manifest.json); "
+                           "convert one with `almanac model convert`")
+    host, port = model_server_address(config)
+    from .model_client import ModelUnavailable, list_models
+
+    try:
+        list_models(str(config.get("assistant.url")), timeout=1.0)
+        return None  # one is running already (a previous portal's, or started by hand)
+    except ModelUnavailable:
+        pass
+    log = open(data.logs / "model.log", "ab")
+    return subprocess.Popen([sys.executable, "-m", "appliance.cli", "model", "serve", str(directory),
+                             "--host", host, "--port", str(port)],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=os.environ.copy())
+
+
+def stop_child(proc: subprocess.Popen, wait_s: float = 20) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def running_pid(data: DataDir) -> int | None:

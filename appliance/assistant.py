@@ -1,0 +1,166 @@
+"""The assistant: a question answered from the library's passages, with numbered citations.
+
+The passages come from content.passages (the library's full-text index); the answer from the model server at
+`assistant.url` (see model_client). Without a model the page still gives the passages, each linked to its
+article, so the assistant is useful from the first minute.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+from urllib.parse import quote
+
+from flask import Response, request, stream_with_context
+from markupsafe import Markup, escape
+
+from content import passages as passage_finder
+from content.search import QueryError
+
+from . import model_client, services
+from .render import page, wants_json
+
+SYSTEM_PROMPT = (
+    "You answer questions for the people using an offline library. Use only the numbered passages from the "
+    "library given with the question. Cite the passages you use with their numbers in square brackets, like "
+    "[1] or [2][3], right after the sentence they support. If the passages do not answer the question, say so "
+    "plainly instead of guessing. Answer in the language of the question, briefly and clearly."
+)
+
+
+def _settings() -> dict:
+    return services.get().config.get("assistant")
+
+
+def _books() -> list[tuple[str, object]]:
+    """(name, Archive) of the books asked for (?books.name=, repeatable), else of every book."""
+    s = services.get()
+    wanted = request.args.getlist("books.name") or request.args.getlist("book")
+    names = wanted or [b.name for b in s.library.list()]
+    out = []
+    for name in names:
+        archive = s.library.archive(name)
+        if archive is not None:
+            out.append((name, archive))
+    return out
+
+
+def _cited(found: list) -> list[dict]:
+    return [{"n": i, "book": p.book, "path": p.path, "title": p.title, "text": p.text,
+             "url": f"/content/{quote(p.book)}/{quote(p.path)}", "score": p.score} for i, p in enumerate(found, start=1)]
+
+
+def build_messages(question: str, cited: list[dict]) -> list[dict]:
+    """The chat the model is given: the instructions, then the numbered passages and the question."""
+    sources = "\n\n".join(f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}" for c in cited)
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Passages from the library:\n\n{sources}\n\nQuestion: {question}"},
+    ]
+
+
+def _find(question: str) -> list[dict]:
+    return _cited(passage_finder.find(_books(), question, k=_settings()["passages"]))
+
+
+def _model_status() -> dict:
+    cfg = _settings()
+    try:
+        names = model_client.list_models(cfg["url"], timeout=2.0)
+    except model_client.ModelUnavailable as e:
+        return {"available": False, "model": None, "message": str(e)}
+    model = cfg["model"] or (names[0] if names else None)
+    if not model:
+        return {"available": False, "model": None, "message": f"the model server at {cfg['url']} lists no model"}
+    return {"available": True, "model": model, "message": None}
+
+
+def assistant_page():
+    """The chat page; with ?q= (no JavaScript, or the JSON twin) the whole answer is written before replying."""
+    question = (request.args.get("q") or "").strip()
+    data: dict = {"question": question, "passages": [], "answer": None, "finish_reason": None, "error": None,
+                  "model": _model_status()}
+    if not question:
+        return page("assistant.html", data)
+    try:
+        data["passages"] = _find(question)
+    except QueryError as e:
+        data["error"] = str(e)
+        return page("assistant.html", data, 400)
+    if data["passages"] and data["model"]["available"]:
+        answer = []
+        try:
+            for event in _ask_model(question, data["passages"], data["model"]["model"]):
+                if isinstance(event, model_client.Delta):
+                    answer.append(event.text)
+                else:
+                    data["finish_reason"] = event.finish_reason
+            data["answer"] = "".join(answer)
+        except model_client.ModelUnavailable as e:
+            data["error"] = str(e)
+    return page("assistant.html", data)
+
+
+def _ask_model(question: str, cited: list[dict], model: str | None = None):
+    cfg = _settings()
+    return model_client.chat_stream(cfg["url"], model or cfg["model"], build_messages(question, cited),
+                                    max_tokens=cfg["max_tokens"], temperature=float(cfg["temperature"]),
+                                    timeout=float(cfg["timeout_s"]))
+
+
+def cite(answer: str, cited: list[dict]) -> Markup:
+    """The answer as HTML: its text escaped, each [n] that names a passage a link to that source."""
+    def link(m: re.Match) -> str:
+        n = int(m.group(1))
+        return f'<a class="cite" href="#source-{n}">[{n}]</a>' if 1 <= n <= len(cited) else m.group(0)
+
+    return Markup(re.sub(r"\[(\d+)\]", link, str(escape(answer))))
+
+
+def _event(name: str, data) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def stream():
+    """Server-sent events for the chat page: `passages`, then `delta` pieces of the answer, then `done`.
+
+    `error` replaces the rest when the question cannot be searched or the model fails; the passages already
+    sent stay useful either way.
+    """
+    question = (request.args.get("q") or "").strip()
+    if wants_json():  # EventSource asks for text/event-stream; anything else gets the whole answer at once
+        return assistant_page()
+
+    def events():
+        try:
+            cited = _find(question)
+        except QueryError as e:
+            yield _event("error", {"message": str(e), "stage": "search"})
+            return
+        yield _event("passages", cited)
+        if not cited:
+            yield _event("done", {"finish_reason": None, "answered": False, "message": None})
+            return
+        t0, started, finish = time.monotonic(), False, None
+        try:
+            for event in _ask_model(question, cited):
+                if isinstance(event, model_client.Delta):
+                    started = True
+                    yield _event("delta", {"text": event.text})
+                else:
+                    finish = event
+        except model_client.ModelUnavailable as e:
+            if started:  # the answer broke off: say so beside what was written
+                yield _event("error", {"message": str(e), "stage": "model"})
+                return
+            # No model (the state of a fresh install) or it refused: the sources are the answer.
+            yield _event("done", {"finish_reason": None, "answered": False,
+                                  "message": f"No answer from a model ({e}); the sources below are what the "
+                                             "library has on your question."})
+            return
+        yield _event("done", {"finish_reason": finish.finish_reason if finish else None, "answered": True,
+                              "usage": finish.usage if finish else None,
+                              "seconds": round(time.monotonic() - t0, 2)})
+
+    return Response(stream_with_context(events()), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
