@@ -75,7 +75,8 @@ def chat_stream(base: str, model: str, messages: list[dict], max_tokens: int, te
             raise ModelUnavailable(f"the model server at {base} lists no model")
         model = names[0]
     body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens,
-                       "temperature": temperature, "stream": True}).encode()
+                       "temperature": temperature, "stream": True,
+                       "stream_options": {"include_usage": True}}).encode()
     req = urllib.request.Request(_endpoint(base, "/chat/completions"), data=body, method="POST",
                                  headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
     try:

@@ -1,0 +1,139 @@
+"""The assistant with a real model: `almanac model serve` on a tiny checkpoint, asked by the portal.
+
+A tiny random model writes nonsense, but deterministic nonsense: at temperature 0 the portal's answer must be
+exactly what the model server gives for the prompt built from the cited passages, so every step between the
+question and the page (passages, prompt, HTTP, streaming, assembly) is checked.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from almanac_testing import ROOT, free_port, wait_http, zim
+
+QUESTION = "How do I add zim files to the library?"
+MAX_TOKENS = 12
+
+
+def _start_model_server(model_dir: Path, port: int = 0) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    p = subprocess.Popen([sys.executable, "-m", "appliance.cli", "model", "serve", str(model_dir), "--port",
+                          str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         cwd=ROOT)
+    ready, _, _ = select.select([p.stdout], [], [], 120)
+    line = p.stdout.readline() if ready else ""
+    if " on http://127.0.0.1:" not in line:
+        p.kill()
+        pytest.fail(f"model server did not start: {line!r} {p.stderr.read()}")
+    threading.Thread(target=p.stderr.read, daemon=True).start()  # its request log must not fill the pipe
+    return p, line.split(" on ")[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def model_server(checkpoints):
+    proc, url = _start_model_server(checkpoints.streamed("qwen3_moe"))
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.fixture
+def config(data_dir, model_server):
+    from appliance.config import load_config
+
+    (data_dir.parent / "config.yaml").write_text(
+        "server:\n  host: 127.0.0.1\n"
+        f"assistant:\n  url: {model_server}\n  passages: 3\n  max_tokens: {MAX_TOKENS}\n  temperature: 0\n")
+    return load_config()
+
+
+def _direct_reply(url: str, model: str, messages: list[dict]) -> dict:
+    body = json.dumps({"model": model, "messages": messages, "max_tokens": MAX_TOKENS, "temperature": 0}).encode()
+    req = urllib.request.Request(f"{url}/v1/chat/completions", data=body,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.load(r)
+
+
+def _events(body: str) -> list[tuple[str, dict]]:
+    out = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_the_answer_is_the_models_reply_to_the_cited_passages(client, model_server):
+    from appliance.assistant import build_messages
+
+    data = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    assert data["model"]["available"] is True and data["model"]["model"]
+    assert data["error"] is None and data["passages"]
+    reply = _direct_reply(model_server, data["model"]["model"], build_messages(QUESTION, data["passages"]))
+    assert reply["usage"]["completion_tokens"] == MAX_TOKENS  # the portal's max_tokens reached the model
+    assert data["answer"] == reply["choices"][0]["message"]["content"] and data["answer"]
+    assert data["finish_reason"] == reply["choices"][0]["finish_reason"] == "length"
+    assert "Answers are written by" in client.get("/assistant").get_data(as_text=True)
+
+
+def test_the_stream_adds_up_to_the_same_answer(client):
+    whole = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    r = client.get("/assistant/stream", query_string={"q": QUESTION}, headers={"Accept": "text/event-stream"})
+    got = _events(r.get_data(as_text=True))
+    names = [n for n, _ in got]
+    assert names[0] == "passages" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
+    assert got[0][1] == whole["passages"]
+    assert "".join(d["text"] for n, d in got if n == "delta") == whole["answer"]
+    done = got[-1][1]
+    assert done["answered"] is True and done["finish_reason"] == "length"
+    assert done["usage"]["completion_tokens"] == MAX_TOKENS
+
+
+def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, checkpoints):
+    data = tmp_path / "data"
+    port, model_port = free_port(), free_port()
+    config = tmp_path / "config.yaml"
+    config.write_text(f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{model_port}\n"
+                      f"  model_dir: {checkpoints.streamed('qwen3_moe')}\n  max_tokens: 4\n  temperature: 0\n")
+    env = dict(os.environ, ALMANAC_DATA=str(data), ALMANAC_CONFIG=str(config), HF_HUB_OFFLINE="1")
+    subprocess.run([sys.executable, "-m", "appliance.cli", "content", "add", str(zim("example"))], env=env,
+                   cwd=ROOT, check=True, capture_output=True)
+    log = open(tmp_path / "serve.log", "wb")
+    serve = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--port", str(port), "--workers",
+                              "1"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        wait_http(f"http://127.0.0.1:{model_port}/health", timeout=120)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assistant?format=json&q=offline+wikipedia",
+                                    timeout=120) as r:
+            answer = json.load(r)
+        assert answer["model"]["available"] is True
+        assert answer["passages"] and answer["answer"]
+        assert (data / "logs" / "model.log").is_file()
+    finally:
+        serve.terminate()
+        serve.wait(30)
+        log.close()
+    # The model server went with the portal.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{model_port}/health", timeout=2)
+
+
+def test_a_model_dir_that_is_not_a_model_stops_serve_with_one_line(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(f"assistant:\n  model_dir: {tmp_path}\n")
+    env = dict(os.environ, ALMANAC_DATA=str(tmp_path / "data"), ALMANAC_CONFIG=str(config))
+    out = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--port", str(free_port())], env=env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == \
+        f"Error: assistant.model_dir: {tmp_path} is not a converted model (no manifest.json); " \
+        "convert one with `almanac model convert`"
