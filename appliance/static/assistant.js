@@ -67,7 +67,9 @@
     });
     source.addEventListener("done", function (e) {
       var info = JSON.parse(e.data);
-      if (!info.answered && info.message) {
+      // The note matters only when a model was expected: the page already says when none runs.
+      var expected = document.getElementById("modelstate").dataset.available === "yes";
+      if (!info.answered && info.message && expected) {
         error.textContent = info.message;
         error.className = "note";
         error.hidden = false;

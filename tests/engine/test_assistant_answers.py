@@ -6,12 +6,14 @@ question and the page (passages, prompt, HTTP, streaming, assembly) is checked.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import subprocess
 import sys
 import threading
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -97,12 +99,12 @@ def test_the_stream_adds_up_to_the_same_answer(client):
     assert done["usage"]["completion_tokens"] == MAX_TOKENS
 
 
-def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, checkpoints):
-    data = tmp_path / "data"
-    port, model_port = free_port(), free_port()
+@contextlib.contextmanager
+def _portal(tmp_path: Path, assistant_yaml: str):
+    """`almanac serve` as a real process on 127.0.0.1 with the example book; yields (url, data dir)."""
+    data, port = tmp_path / "data", free_port()
     config = tmp_path / "config.yaml"
-    config.write_text(f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{model_port}\n"
-                      f"  model_dir: {checkpoints.streamed('qwen3_moe')}\n  max_tokens: 4\n  temperature: 0\n")
+    config.write_text(f"server:\n  host: 127.0.0.1\nassistant:\n{assistant_yaml}")
     env = dict(os.environ, ALMANAC_DATA=str(data), ALMANAC_CONFIG=str(config), HF_HUB_OFFLINE="1")
     subprocess.run([sys.executable, "-m", "appliance.cli", "content", "add", str(zim("example"))], env=env,
                    cwd=ROOT, check=True, capture_output=True)
@@ -111,20 +113,59 @@ def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, che
                               "1"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
-        wait_http(f"http://127.0.0.1:{model_port}/health", timeout=120)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/assistant?format=json&q=offline+wikipedia",
-                                    timeout=120) as r:
-            answer = json.load(r)
-        assert answer["model"]["available"] is True
-        assert answer["passages"] and answer["answer"]
-        assert (data / "logs" / "model.log").is_file()
+        yield f"http://127.0.0.1:{port}", data
     finally:
         serve.terminate()
         serve.wait(30)
         log.close()
+
+
+def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, checkpoints):
+    model_port = free_port()
+    with _portal(tmp_path, f"  url: http://127.0.0.1:{model_port}\n  model_dir: {checkpoints.streamed('qwen3_moe')}"
+                           "\n  max_tokens: 4\n  temperature: 0\n") as (url, data):
+        wait_http(f"http://127.0.0.1:{model_port}/health", timeout=120)
+        with urllib.request.urlopen(f"{url}/assistant?format=json&q=offline+wikipedia", timeout=120) as r:
+            answer = json.load(r)
+        assert answer["model"]["available"] is True
+        assert answer["passages"] and answer["answer"]
+        assert (data / "logs" / "model.log").is_file()
     # The model server went with the portal.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{model_port}/health", timeout=2)
+
+
+def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_path, model_server):
+    pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
+    from maps.cdp import Browser, chromium_path
+
+    if chromium_path() is None:
+        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
+    with _portal(tmp_path, f"  url: {model_server}\n  max_tokens: {MAX_TOKENS}\n  temperature: 0\n"
+                           "  passages: 3\n") as (url, _data):
+        with urllib.request.urlopen(f"{url}/assistant?format=json&q={urllib.parse.quote(QUESTION)}",
+                                    timeout=120) as r:
+            expected = json.load(r)
+        b = Browser(chromium_path())
+        try:
+            b.watch_everything()
+            b.call("Page.navigate", url=f"{url}/assistant")
+            assert b.wait_for("document.body && document.body.dataset.assistant === 'ready'", 30), b.console_errors()
+            b.evaluate(f"document.querySelector('#ask input[name=q]').value = {json.dumps(QUESTION)};"
+                       " document.querySelector('#ask button').click()")
+            assert b.wait_for("document.body.dataset.assistant === 'done'", 120), b.console_errors()
+            assert b.evaluate("document.getElementById('answer').textContent") == expected["answer"]
+            titles = b.evaluate("[...document.querySelectorAll('#sources li > a')].map(a => a.textContent)")
+            assert titles == [p["title"] for p in expected["passages"]]
+            hrefs = b.evaluate("[...document.querySelectorAll('#sources li > a')].map(a => a.getAttribute('href'))")
+            assert hrefs == [p["url"] for p in expected["passages"]]
+            assert b.evaluate("document.getElementById('error').hidden") is True
+            assert b.evaluate("location.search") == "?q=" + urllib.parse.quote(QUESTION)
+            assert all(u.startswith(url) or u.startswith(("data:", "about:")) for u in b.requested_urls()), \
+                json.dumps(b.requested_urls())
+            assert b.console_errors() == []
+        finally:
+            b.close()
 
 
 def test_a_model_dir_that_is_not_a_model_stops_serve_with_one_line(tmp_path):
