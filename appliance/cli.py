@@ -99,6 +99,16 @@ def stop(state: _State):
     click.echo(f"stopped (pid {pid})" if pid else "not running")
 
 
+def _assistant_state(config) -> dict:
+    from .model_client import ModelUnavailable, list_models
+
+    url = str(config.get("assistant.url"))
+    try:
+        return {"url": url, "models": list_models(url, timeout=2.0), "message": None}
+    except ModelUnavailable as e:
+        return {"url": url, "models": [], "message": str(e)}
+
+
 def _print_urls(host: str, port: int) -> None:
     from .netinfo import urls as lan_urls
 
@@ -142,6 +152,7 @@ def status(state: _State, as_json: bool):
         "service": detect(data).describe(),
         "answering": bool(live),
         "urls": lan_urls(host, port),
+        "assistant": _assistant_state(config),
     }
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -155,6 +166,9 @@ def status(state: _State, as_json: bool):
     click.echo(f"disk:     {disk.free / 1e9:.1f} GB free of {disk.total / 1e9:.1f} GB")
     click.echo(f"service:  {report['service']}")
     click.echo(f"portal:   {'answering on port %d' % port if live else 'not answering on port %d' % port}")
+    a = report["assistant"]
+    click.echo(f"assistant: {', '.join(a['models'])} at {a['url']}" if a["models"] else
+               f"assistant: passages only ({a['message']})")
     click.echo("urls:" + "".join(f"\n  {u}" for u in report["urls"]))
 
 

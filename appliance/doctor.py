@@ -104,6 +104,24 @@ def check_library(data: DataDir) -> Check:
                      f"move {data.db} aside; `almanac content add` re-registers the archives")
 
 
+def check_assistant(config: Config, data: DataDir) -> Check:
+    """The model server the assistant asks. Having none is fine (passages only); a configured one down is not."""
+    from .model_client import ModelUnavailable, list_models
+    from .server import model_dir
+
+    url, directory = str(config.get("assistant.url")), model_dir(config, data)
+    try:
+        names = list_models(url, timeout=2.0) if url else []
+    except ModelUnavailable as e:
+        if directory is None:
+            return Check("assistant", True, f"no model running (passages only): {e}")
+        return Check("assistant", False, str(e), "start the portal (`almanac serve`), which runs "
+                     f"{directory}; see {data.logs / 'model.log'}")
+    if not url:
+        return Check("assistant", True, "no model configured (assistant.url is empty): passages only")
+    return Check("assistant", True, f"{', '.join(names) or 'no model listed'} answering at {url}")
+
+
 def run_checks(config: Config) -> list[Check]:
     checks = [check_python()]
     dir_check, data = check_data_dir(config)
@@ -111,4 +129,6 @@ def run_checks(config: Config) -> list[Check]:
     if data:
         checks += [check_disk(data), check_library(data)]
     checks += [check_libzim(), check_mlx(), check_port(config)]
+    if data:
+        checks.append(check_assistant(config, data))
     return checks

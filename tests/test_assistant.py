@@ -133,3 +133,21 @@ def test_bad_assistant_settings_name_the_key(tmp_path, text, key):
     with pytest.raises(ConfigError) as e:
         load_config(path, env={})
     assert e.value.key == key
+
+
+def test_status_and_doctor_without_a_model(data_dir, tmp_path):
+    from almanac_testing import almanac
+
+    port = free_port()
+    cfg = tmp_path / "assistant.yaml"
+    cfg.write_text(f"server:\n  host: 127.0.0.1\n  port: {free_port()}\nassistant:\n  url: http://127.0.0.1:{port}\n")
+    status = json.loads(almanac("status", "--json", env={"ALMANAC_CONFIG": str(cfg)}).stdout)
+    assert status["assistant"]["url"] == f"http://127.0.0.1:{port}" and status["assistant"]["models"] == []
+    assert "no model server answers" in status["assistant"]["message"]
+    doctor = almanac("doctor", env={"ALMANAC_CONFIG": str(cfg)}).stdout
+    assert f"OK   assistant: no model running (passages only): no model server answers at http://127.0.0.1:{port}" \
+        in doctor
+    # A model the portal should be running, but nothing answers: that is a failure, with the fix.
+    cfg.write_text(cfg.read_text() + f"  model_dir: {tmp_path}\n")
+    doctor = almanac("doctor", env={"ALMANAC_CONFIG": str(cfg)}).stdout
+    assert "FAIL assistant: no model server answers" in doctor and "fix: start the portal" in doctor

@@ -92,7 +92,7 @@ def test_urls_for_all_interfaces(tmp_path):
 
 def test_doctor_reports_each_check(data_dir):
     done = almanac("doctor")
-    names = ["python", "data dir", "disk", "library", "libzim", "mlx", "port"]
+    names = ["python", "data dir", "disk", "library", "libzim", "mlx", "port", "assistant"]
     for name in names:
         assert any(line.split(" ", 1)[-1].strip().startswith(name + ":") for line in done.stdout.splitlines()
                    if line.startswith(("OK", "FAIL"))), (name, done.stdout)
