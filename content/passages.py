@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from html.parser import HTMLParser
 
 from . import searchers
@@ -105,9 +105,6 @@ class Passage:
     title: str
     text: str
     score: float
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def keywords(question: str) -> list[str]:

@@ -1,6 +1,7 @@
 """Helpers shared by the top-level tests (a unique module name: tests/engine has its own conftest)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -45,3 +46,12 @@ def wait_http(url: str, timeout: float = 60) -> None:
         except OSError:
             time.sleep(0.2)
     raise AssertionError(f"{url} did not answer within {timeout} s")
+
+
+def sse_events(body: str) -> list[tuple[str, object]]:
+    """(event name, parsed JSON data) of each server-sent event in a finished stream."""
+    out = []
+    for block in body.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines())
+        out.append((lines["event"], json.loads(lines["data"])))
+    return out

@@ -10,7 +10,7 @@ import pytest
 
 from appliance import assistant
 from content.search import plain_text
-from almanac_testing import free_port
+from almanac_testing import free_port, sse_events
 
 QUESTION = "How do I add zim files to the library?"
 
@@ -23,14 +23,6 @@ def config(data_dir):
     (data_dir.parent / "config.yaml").write_text(
         f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{free_port()}\n  passages: 3\n")
     return load_config()
-
-
-def events(body: str) -> list[tuple[str, object]]:
-    out = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
 
 
 def test_page_and_its_json_twin_say_no_model_is_running(client):
@@ -70,7 +62,7 @@ def test_the_books_asked_for_are_the_only_ones_searched(client):
 def test_stream_sends_the_passages_then_says_there_is_no_answer(client):
     r = client.get("/assistant/stream", query_string={"q": QUESTION}, headers={"Accept": "text/event-stream"})
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
-    got = events(r.get_data(as_text=True))
+    got = sse_events(r.get_data(as_text=True))
     assert [name for name, _ in got] == ["passages", "done"]
     assert got[0][1] == client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()[
         "passages"]
@@ -79,7 +71,7 @@ def test_stream_sends_the_passages_then_says_there_is_no_answer(client):
 
 def test_a_question_nothing_matches(client):
     r = client.get("/assistant/stream", query_string={"q": "quantum chromodynamics"})
-    assert events(r.get_data(as_text=True)) == [
+    assert sse_events(r.get_data(as_text=True)) == [
         ("passages", []), ("done", {"finish_reason": None, "answered": False, "message": None})]
     html = client.get("/assistant", query_string={"q": "quantum chromodynamics"}).data
     assert b"Nothing in the library matches this question." in html
@@ -89,7 +81,7 @@ def test_a_question_nothing_matches(client):
 def test_bad_questions_are_a_clear_400_and_a_stream_error(client, q, message):
     r = client.get("/assistant", query_string={"q": q, "format": "json"})
     assert r.status_code == 400 and message in r.get_json()["error"]
-    got = events(client.get("/assistant/stream", query_string={"q": q}).get_data(as_text=True))
+    got = sse_events(client.get("/assistant/stream", query_string={"q": q}).get_data(as_text=True))
     assert got == [("error", {"message": got[0][1]["message"], "stage": "search"})]
     assert message in got[0][1]["message"]
     assert client.get("/healthz").status_code == 200

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import ROOT, free_port, wait_http, zim
+from almanac_testing import ROOT, free_port, sse_events, wait_http, zim
 
 QUESTION = "How do I add zim files to the library?"
 MAX_TOKENS = 12
@@ -65,14 +65,6 @@ def _direct_reply(url: str, model: str, messages: list[dict]) -> dict:
         return json.load(r)
 
 
-def _events(body: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in body.strip().split("\n\n"):
-        lines = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((lines["event"], json.loads(lines["data"])))
-    return out
-
-
 def test_the_answer_is_the_models_reply_to_the_cited_passages(client, model_server):
     from appliance.assistant import build_messages
 
@@ -89,7 +81,7 @@ def test_the_answer_is_the_models_reply_to_the_cited_passages(client, model_serv
 def test_the_stream_adds_up_to_the_same_answer(client):
     whole = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
     r = client.get("/assistant/stream", query_string={"q": QUESTION}, headers={"Accept": "text/event-stream"})
-    got = _events(r.get_data(as_text=True))
+    got = sse_events(r.get_data(as_text=True))
     names = [n for n, _ in got]
     assert names[0] == "passages" and names[-1] == "done" and set(names[1:-1]) == {"delta"}
     assert got[0][1] == whole["passages"]
