@@ -147,7 +147,10 @@ def style_json():
             chosen = [(n, a) for n, a in archives if schema(a) == "protomaps"] + chosen
         archives = chosen
     else:
-        archives = [(n, a) for n, a in archives if schema(a) == "protomaps"] or archives[:1]
+        # Every vector map at once: the world basemap underneath, street-level regions (either schema) on top,
+        # so a region added from a planet file shows where it is without picking it. Raster maps only on demand.
+        archives = ([(n, a) for n, a in archives if schema(a) == "protomaps"]
+                    + [(n, a) for n, a in archives if schema(a) == "openmaptiles"]) or archives[:1]
     lib = vendor.find(services.get().data.maps)
     labels = bool(lib and lib.local_glyphs)
     body = styles.build_style([_style_source(n, a) for n, a in archives], _base_url(), flavor, labels)

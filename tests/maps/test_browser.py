@@ -28,7 +28,8 @@ RENDERED_LABELS = """(() => {
     .map(l => l.id);
   const found = ids.length ? m.queryRenderedFeatures({layers: ids}) : [];
   return {version: maplibregl.getVersion(), text_layers: ids, layers: [...new Set(found.map(f => f.layer.id))],
-          names: [...new Set(found.map(f => f.properties['name:en'] || f.properties.name).filter(Boolean))]};
+          names: [...new Set(found.map(f => f.properties['name:en'] || f.properties.name || f.properties['name:latin'])
+            .filter(Boolean))]};
 })()"""
 
 
@@ -96,3 +97,42 @@ def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, 
                       " && window.almanacMap.querySourceFeatures('articles').length >= 2", 30), b.console_errors()
     titles = b.evaluate("window.almanacMap.querySourceFeatures('articles').map(f => f.properties.title).sort()")
     assert {"Helsinki", "Espoo"} <= set(titles)
+
+
+STREETS = """(() => {
+  const m = window.almanacMap;
+  const ids = m.getStyle().layers.filter(l => (l.source || '').endsWith('-helsinki')).map(l => l.id);
+  const found = m.queryRenderedFeatures({layers: ids});
+  return {zoom: m.getZoom(), layers: [...new Set(found.map(f => f.sourceLayer))],
+          roads: found.filter(f => f.sourceLayer === 'transportation').length,
+          buildings: found.filter(f => f.sourceLayer === 'building').length,
+          world: m.queryRenderedFeatures().filter(f => f.source.endsWith('-world')).length};
+})()"""
+
+
+def test_a_region_cut_from_a_local_planet_file_shows_streets(built_maps, data_dir, live_server, browser):
+    """`add-region` from a street-level archive on disk, then the map of central Helsinki at zoom 15: the
+    region's roads and buildings are drawn, with the world basemap still underneath."""
+    from almanac_testing import almanac
+
+    from .conftest import shared_map
+
+    install_built(built_maps, data_dir)
+    added = almanac("maps", "add-region", "--bbox", "24.90,60.15,24.98,60.18", "--maxzoom", "14", "--source",
+                    str(shared_map("openmaptiles")), "--name", "helsinki")
+    assert added.returncode == 0, added.stderr
+    assert "MB to fetch" in added.stdout
+    b = browser
+    b.watch_everything()
+    b.call("Page.navigate", url=f"{live_server}/maps?lat=60.1675&lon=24.9450&z=15")
+    assert b.wait_for("window.almanacMapIdle === true", 60), f"map never went idle: {b.console_errors()}"
+    seen = b.evaluate(STREETS)
+    assert seen["roads"] > 20 and seen["buildings"] > 20, seen
+    assert seen["world"] > 0, seen  # the basemap stays underneath the region
+    labels = b.evaluate(RENDERED_LABELS)
+    if tuple(int(p) for p in labels["version"].split(".")[:3]) >= (5, 11, 0):  # street names need local glyphs
+        assert "omt-helsinki-road-label" in labels["layers"], labels
+        assert "Mannerheimintie" in labels["names"] or len(labels["names"]) >= 10, labels
+    assert any("/maps/tiles/helsinki/14/" in u for u in b.requested_urls())  # overzoomed from its max zoom 14
+    assert _outside(b, live_server) == []
+    assert b.console_errors() == []
