@@ -223,7 +223,7 @@ def source_json(s: Source, base_url: str) -> dict:
 
 
 def build_style(sources: list[Source], base_url: str, theme: str = "light", labels: bool = True) -> dict:
-    """A style drawing `sources`: Protomaps archives composited, or one OpenMapTiles / raster archive."""
+    """A style drawing `sources`: Protomaps archives composited, OpenMapTiles regions over them, or a raster map."""
     if theme not in THEMES:
         raise ValueError(f"unknown flavor {theme!r} (light or dark)")
     t = THEMES[theme]
@@ -235,17 +235,21 @@ def build_style(sources: list[Source], base_url: str, theme: str = "light", labe
         style["sources"][sid] = source_json(s, base_url)
         for group, layers in protomaps_layers(sid, t, labels).items():
             groups.setdefault(group, []).extend(layers)
-    for layers in groups.values():
-        style["layers"].extend(layers)
+    # Labels of every map go last, so a street-level region drawn over the world never hides the world's names
+    # (nor the world's fills the region's).
+    drawn = [layer for group, layers in groups.items() if group != "labels" for layer in layers]
+    names = groups.get("labels", [])
     for s in sources:
         if s.schema == "openmaptiles":
             sid = f"omt-{s.name}"
             style["sources"][sid] = source_json(s, base_url)
-            style["layers"].extend(openmaptiles_layers(sid, t, labels))
+            for layer in openmaptiles_layers(sid, t, labels):
+                (names if layer["metadata"]["almanac:group"] == "labels" else drawn).append(layer)
         elif s.schema == "raster":
             sid = f"raster-{s.name}"
             style["sources"][sid] = source_json(s, base_url)
             paint = {"raster-brightness-max": 0.75} if theme == "dark" else {}
-            style["layers"].append({"id": sid, "type": "raster", "source": sid, "paint": paint,
-                                    "metadata": {"almanac:group": "base"}})
+            drawn.append({"id": sid, "type": "raster", "source": sid, "paint": paint,
+                          "metadata": {"almanac:group": "base"}})
+    style["layers"].extend(drawn + names)
     return style

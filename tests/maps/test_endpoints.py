@@ -112,8 +112,11 @@ def _style(client, **args):
 def test_styles_for_each_schema(maps_client, served, monkeypatch):
     composite = _style(maps_client, flavor="light")
     assert composite["version"] == 8 and "glyphs" not in composite
-    pm_sources = {k for k, v in composite["sources"].items() if v["type"] == "vector"}
-    assert pm_sources == {f"pm-{served['protomaps']}", f"pm-{served['protomaps10m']}"}
+    # Every vector map at once, whatever its schema (a street-level region shows without being picked);
+    # raster maps only on demand.
+    vector = {k for k, v in composite["sources"].items() if v["type"] == "vector"}
+    assert vector == {f"pm-{served['protomaps']}", f"pm-{served['protomaps10m']}", f"omt-{served['openmaptiles']}"}
+    assert not any(v["type"] == "raster" for v in composite["sources"].values())
     layer_ids = [layer["id"] for layer in composite["layers"]]
     assert len(layer_ids) == len(set(layer_ids))
     # Drawing order: all earth first, all labels last, whichever archive they come from.
