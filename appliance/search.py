@@ -46,7 +46,8 @@ def search():
         return jsonify([{"book": h["book"], "path": h["path"], "title": h["title"], "snippet": h["snippet"]}
                         for h in hits])
     return page("search.html", {"pattern": result.pattern, "hits": hits, "estimated_total": result.estimated_total,
-                                "start": start, "page_length": page_length, "books": [b.name for b in books]})
+                                "start": start, "page_length": page_length, "books": [b.name for b in books],
+                                "chosen": [b.name for b in books] if wanted else []})
 
 
 def suggest():

@@ -143,3 +143,12 @@ def test_status_and_doctor_without_a_model(data_dir, tmp_path):
     cfg.write_text(cfg.read_text() + f"  model_dir: {tmp_path}\n")
     doctor = almanac("doctor", env={"ALMANAC_CONFIG": str(cfg)}).stdout
     assert "FAIL assistant: no model server answers" in doctor and "fix: start the portal" in doctor
+
+
+def test_search_results_offer_the_question_to_the_assistant(client):
+    html = client.get("/search", query_string={"pattern": "offline wikipedia", "books.name": "example"}).data.decode()
+    assert '<a href="/assistant?q=offline%20wikipedia&books.name=example">Ask the assistant</a>' in html
+    everywhere = client.get("/search", query_string={"pattern": "offline wikipedia"}).data.decode()
+    assert '<a href="/assistant?q=offline%20wikipedia">Ask the assistant</a>' in everywhere
+    data = client.get("/assistant?q=offline%20wikipedia&books.name=example&format=json").get_json()
+    assert data["passages"] and {p["book"] for p in data["passages"]} == {"example"}
