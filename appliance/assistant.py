@@ -11,7 +11,7 @@ import re
 import time
 from urllib.parse import quote
 
-from flask import Response, request, stream_with_context
+from flask import Response, abort, request, stream_with_context
 from markupsafe import Markup, escape
 
 from content import passages as passage_finder
@@ -37,17 +37,16 @@ def _books() -> list[tuple[str, object]]:
     s = services.get()
     wanted = request.args.getlist("books.name") or request.args.getlist("book")
     names = wanted or [b.name for b in s.library.list()]
-    out = []
-    for name in names:
-        archive = s.library.archive(name)
-        if archive is not None:
-            out.append((name, archive))
+    out = [(name, archive) for name in names if (archive := s.library.archive(name)) is not None]
+    if wanted and not out:
+        abort(404, description="None of the requested books is in this library.")
     return out
 
 
 def _cited(found: list) -> list[dict]:
     return [{"n": i, "book": p.book, "path": p.path, "title": p.title, "text": p.text,
-             "url": f"/content/{quote(p.book)}/{quote(p.path)}", "score": p.score} for i, p in enumerate(found, start=1)]
+             "url": f"/content/{quote(p.book)}/{quote(p.path)}", "score": p.score}
+            for i, p in enumerate(found, start=1)]
 
 
 def build_messages(question: str, cited: list[dict]) -> list[dict]:
@@ -59,8 +58,8 @@ def build_messages(question: str, cited: list[dict]) -> list[dict]:
     ]
 
 
-def _find(question: str) -> list[dict]:
-    return _cited(passage_finder.find(_books(), question, k=_settings()["passages"]))
+def _find(question: str, books: list[tuple[str, object]]) -> list[dict]:
+    return _cited(passage_finder.find(books, question, k=_settings()["passages"]))
 
 
 def _model_status() -> dict:
@@ -82,8 +81,9 @@ def assistant_page():
                   "model": _model_status()}
     if not question:
         return page("assistant.html", data)
+    books = _books()
     try:
-        data["passages"] = _find(question)
+        data["passages"] = _find(question, books)
     except QueryError as e:
         data["error"] = str(e)
         return page("assistant.html", data, 400)
@@ -130,10 +130,11 @@ def stream():
     question = (request.args.get("q") or "").strip()
     if wants_json():  # EventSource asks for text/event-stream; anything else gets the whole answer at once
         return assistant_page()
+    books = _books()  # an unknown book is a 404 before the stream starts
 
     def events():
         try:
-            cited = _find(question)
+            cited = _find(question, books)
         except QueryError as e:
             yield _event("error", {"message": str(e), "stage": "search"})
             return

@@ -34,7 +34,8 @@ _SENTENCE_END = re.compile(r"[.!?。！？](?:\s|$)")
 BLOCKS = frozenset("p li dd dt h1 h2 h3 h4 h5 h6 tr td th blockquote pre section article div br table ul ol "
                    "figcaption caption".split())
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6 dt caption".split())
-SKIPPED = frozenset("head title script style noscript template svg nav header footer aside form button select math".split())
+SKIPPED = frozenset("head title script style noscript template svg nav header footer aside form button select "
+                    "math".split())
 # MediaWiki and mwoffliner furniture, matched against id and class: menus, edit links, reference lists, infobox
 # navigation, table of contents, category links.
 _FURNITURE = re.compile(r"navigation|navbox|footer|catlinks|mw-panel|sidebar|\btoc\b|noprint|editsection|"

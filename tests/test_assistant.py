@@ -152,3 +152,10 @@ def test_search_results_offer_the_question_to_the_assistant(client):
     assert '<a href="/assistant?q=offline%20wikipedia">Ask the assistant</a>' in everywhere
     data = client.get("/assistant?q=offline%20wikipedia&books.name=example&format=json").get_json()
     assert data["passages"] and {p["book"] for p in data["passages"]} == {"example"}
+
+
+def test_unknown_books_are_a_404(client):
+    assert client.get("/assistant?q=wikipedia&books.name=nosuchbook&format=json").status_code == 404
+    assert client.get("/assistant/stream?q=wikipedia&books.name=nosuchbook").status_code == 404
+    assert client.get("/assistant?q=wikipedia&books.name=nosuchbook&books.name=example&format=json").get_json()[
+        "passages"]
