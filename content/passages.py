@@ -96,6 +96,8 @@ class _Paragraphs(HTMLParser):
 PASSAGE_MIN, PASSAGE_MAX = 80, 700  # characters: shorter paragraphs join the next one, longer ones are cut
 HEADING_MAX = 120
 BM25_K1, BM25_B = 1.2, 0.75
+CONTEXT_WORDS = 4  # keywords taken from the conversation so far ...
+CONTEXT_WEIGHT = 0.3  # ... counting for less than the question's own, so a change of subject is followed
 PREFIX = 5  # words match on their first 5 letters: "oceans" finds "ocean", "volcanic" finds "volcano"
 
 
@@ -201,10 +203,12 @@ def _stems(text: str) -> list[str]:
 
 
 def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles: int = 8,
-         per_article: int = 2) -> list[Passage]:
+         per_article: int = 2, context: str = "") -> list[Passage]:
     """The k passages of (book name, Archive) pairs that best answer `question`, best first.
 
     At most `per_article` passages come from one article, so an answer can draw on several sources.
+    `context` is what was asked before in the same conversation: its keywords also search and rank, at a
+    lower weight, so "how tall is it?" after a question on Mount Etna still finds Etna.
     """
     question = (question or "").strip()
     if not question:
@@ -214,9 +218,10 @@ def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles
     words = keywords(question)
     if not words:
         raise QueryError("the question has no words to look up")
+    extra = [w for w in keywords(context) if w not in words][:CONTEXT_WORDS]
     by_name = dict(archives)
     pieces: list[tuple[str, str, str, str]] = []  # book, path, title, text
-    for name, path in candidate_articles(archives, words, articles):
+    for name, path in candidate_articles(archives, words + extra, articles):
         try:
             entry = by_name[name].get_entry_by_path(path)
             item = entry.get_item()
@@ -229,24 +234,29 @@ def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles
         pieces.extend((name, path, title, text) for text in paragraphs(page))
     if not pieces:
         return []
-    return _rank(pieces, [w[:PREFIX] for w in words], k, per_article)
+    weights = {w[:PREFIX]: 1.0 for w in words}
+    for w in extra:
+        weights.setdefault(w[:PREFIX], CONTEXT_WEIGHT)
+    return _rank(pieces, weights, k, per_article)
 
 
-def _rank(pieces: list[tuple[str, str, str, str]], terms: list[str], k: int, per_article: int) -> list[Passage]:
+def _rank(pieces: list[tuple[str, str, str, str]], weights: dict[str, float], k: int,
+          per_article: int) -> list[Passage]:
     docs = [Counter(_stems(text)) for *_, text in pieces]
     lengths = [sum(d.values()) for d in docs]
     avg = sum(lengths) / len(lengths) or 1.0
     n = len(docs)
-    idf = {t: math.log(1 + (n - df + 0.5) / (df + 0.5))
-           for t in terms for df in [sum(1 for d in docs if t in d)]}
+    idf = {t: w * math.log(1 + (n - df + 0.5) / (df + 0.5))
+           for t, w in weights.items() for df in [sum(1 for d in docs if t in d)]}
     scored = []
     for (book, path, title, text), doc, length in zip(pieces, docs, lengths):
         score = sum(idf[t] * doc[t] * (BM25_K1 + 1) / (doc[t] + BM25_K1 * (1 - BM25_B + BM25_B * length / avg))
-                    for t in terms if doc[t])
+                    for t in weights if doc[t])
         if score > 0:
             # A passage of an article named for what is asked is likelier to answer it.
             title_terms = set(_stems(title))
-            score *= 1 + 0.5 * sum(t in title_terms for t in terms) / len(terms)
+            asked = [t for t, w in weights.items() if w == 1.0]
+            score *= 1 + 0.5 * sum(t in title_terms for t in asked) / len(asked)
             scored.append(Passage(book, path, title, text, round(score, 4)))
     scored.sort(key=lambda p: -p.score)
     out, taken = [], Counter()

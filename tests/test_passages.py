@@ -131,3 +131,13 @@ def test_shared_archives_english_and_belarusian():
 
 def test_archives_without_a_fulltext_index_are_skipped():
     assert passages.find([("small_nons", Archive(zim("small_nons")))], "test article") == []
+
+
+def test_a_follow_up_question_is_read_in_the_light_of_the_conversation(book):
+    assert passages.find(book, "How many of them live there?", k=1) == []  # no article speaks of that alone
+    follow_up = passages.find(book, "How many of them live there?", k=1, context="Tell me about honey bees")
+    assert follow_up[0].path == "bees" and "thousands of workers" in follow_up[0].text
+    # The conversation only adds words at a lower weight: a change of subject is followed.
+    assert passages.find(book, "Which volcano is most active?", k=1, context="Tell me about honey bees")[0].path \
+        == "volcanoes"
+    assert passages.find(book, "What is bread made of?", k=1, context="Tell me about honey bees")[0].path == "bread"
