@@ -32,10 +32,10 @@ def _settings() -> dict:
     return services.get().config.get("assistant")
 
 
-def _books() -> list[tuple[str, object]]:
+def _books(wanted: list[str] | None = None) -> list[tuple[str, object]]:
     """(name, Archive) of the books asked for (?books.name=, repeatable), else of every book."""
     s = services.get()
-    wanted = request.args.getlist("books.name") or request.args.getlist("book")
+    wanted = wanted if wanted is not None else (request.args.getlist("books.name") or request.args.getlist("book"))
     names = wanted or [b.name for b in s.library.list()]
     out = [(name, archive) for name in names if (archive := s.library.archive(name)) is not None]
     if wanted and not out:
@@ -49,17 +49,37 @@ def _cited(found: list) -> list[dict]:
             for i, p in enumerate(found, start=1)]
 
 
-def build_messages(question: str, cited: list[dict]) -> list[dict]:
-    """The chat the model is given: the instructions, then the numbered passages and the question."""
+HISTORY_TURNS = 6  # earlier questions and answers of a conversation kept in the prompt ...
+HISTORY_CHARS = 1500  # ... each answer cut to this many characters: the passages matter more
+
+
+def build_messages(question: str, cited: list[dict], history: list[dict] = ()) -> list[dict]:
+    """The chat the model is given: the instructions, the conversation so far (its questions and answers,
+    without their passages), then the numbered passages for this question and the question."""
     sources = "\n\n".join(f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}" for c in cited)
-    return [
-        {"role": "system", "content": SYSTEM_PROMPT},
-        {"role": "user", "content": f"Passages from the library:\n\n{sources}\n\nQuestion: {question}"},
-    ]
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for turn in list(history)[-HISTORY_TURNS:]:
+        messages += [{"role": "user", "content": turn["q"]},
+                     {"role": "assistant", "content": turn["a"][:HISTORY_CHARS]}]
+    messages.append({"role": "user", "content": f"Passages from the library:\n\n{sources}\n\nQuestion: {question}"})
+    return messages
 
 
-def _find(question: str, books: list[tuple[str, object]]) -> list[dict]:
-    return _cited(passage_finder.find(books, question, k=_settings()["passages"]))
+def parse_history(raw) -> list[dict]:
+    """A conversation sent by the page: [{"q": question, "a": answer}, ...]; anything else is a 400."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > 50:
+        abort(400, description="history must be a list of at most 50 {q, a} turns")
+    for turn in raw:
+        if not (isinstance(turn, dict) and isinstance(turn.get("q"), str) and isinstance(turn.get("a"), str)):
+            abort(400, description="each history turn must be {\"q\": text, \"a\": text}")
+    return [{"q": t["q"][:2000], "a": t["a"]} for t in raw]
+
+
+def _find(question: str, books: list[tuple[str, object]], history: list[dict] = ()) -> list[dict]:
+    context = " ".join(t["q"] for t in list(history)[-2:])  # the last questions name what "it" is
+    return _cited(passage_finder.find(books, question, k=_settings()["passages"], context=context))
 
 
 def _model_status() -> dict:
@@ -101,9 +121,9 @@ def assistant_page():
     return page("assistant.html", data)
 
 
-def _ask_model(question: str, cited: list[dict], model: str | None = None):
+def _ask_model(question: str, cited: list[dict], model: str | None = None, history: list[dict] = ()):
     cfg = _settings()
-    return model_client.chat_stream(cfg["url"], model or cfg["model"], build_messages(question, cited),
+    return model_client.chat_stream(cfg["url"], model or cfg["model"], build_messages(question, cited, history),
                                     max_tokens=cfg["max_tokens"], temperature=float(cfg["temperature"]),
                                     timeout=float(cfg["timeout_s"]))
 
@@ -124,17 +144,28 @@ def _event(name: str, data) -> str:
 def stream():
     """Server-sent events for the chat page: `passages`, then `delta` pieces of the answer, then `done`.
 
+    GET ?q= asks one question (what EventSource can send); POST with JSON also carries the conversation so
+    far, so a follow-up is searched and answered in its light.
+
     `error` replaces the rest when the question cannot be searched or the model fails; the passages already
     sent stay useful either way.
     """
-    question = (request.args.get("q") or "").strip()
-    if wants_json():  # EventSource asks for text/event-stream; anything else gets the whole answer at once
-        return assistant_page()
-    books = _books()  # an unknown book is a 404 before the stream starts
+    if request.method == "POST":  # the page's follow-up questions: {"q", "history", "books"} as JSON
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            abort(400, description="send a JSON object: {\"q\": question, \"history\": [...], \"books\": [...]}")
+        question = str(body.get("q") or "").strip()
+        history = parse_history(body.get("history"))
+        books = _books(body.get("books") if isinstance(body.get("books"), list) else None)
+    else:
+        if wants_json():  # EventSource asks for text/event-stream; anything else gets the whole answer at once
+            return assistant_page()
+        question, history = (request.args.get("q") or "").strip(), []
+        books = _books()  # an unknown book is a 404 before the stream starts
 
     def events():
         try:
-            cited = _find(question, books)
+            cited = _find(question, books, history)
         except QueryError as e:
             yield _event("error", {"message": str(e), "stage": "search"})
             return
@@ -144,7 +175,7 @@ def stream():
             return
         t0, started, finish = time.monotonic(), False, None
         try:
-            for event in _ask_model(question, cited):
+            for event in _ask_model(question, cited, history=history):
                 if isinstance(event, model_client.Delta):
                     started = True
                     yield _event("delta", {"text": event.text})

@@ -1,4 +1,4 @@
-"""Every URL the portal answers, in one place (blueprint, rule, view)."""
+"""Every URL the portal answers, in one place (blueprint, rule, view[, methods: GET and HEAD unless named])."""
 from __future__ import annotations
 
 from flask import Blueprint, Flask, jsonify, render_template, request
@@ -33,7 +33,7 @@ ROUTES = {
     "maps": maps.ROUTES,
     "assistant": [
         ("/assistant", assistant.assistant_page),
-        ("/assistant/stream", assistant.stream),
+        ("/assistant/stream", assistant.stream, ["GET", "HEAD", "POST"]),
     ],
 }
 
@@ -41,8 +41,8 @@ ROUTES = {
 def register(app: Flask) -> None:
     for name, rules in ROUTES.items():
         bp = Blueprint(name, __name__)
-        for rule, view in rules:
-            bp.add_url_rule(rule, view_func=view, methods=["GET", "HEAD"])
+        for rule, view, *methods in rules:
+            bp.add_url_rule(rule, view_func=view, methods=methods[0] if methods else ["GET", "HEAD"])
         app.register_blueprint(bp)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -70,7 +70,7 @@ def duration(seconds: float) -> str:
 
 
 def _http_error(e: HTTPException):
-    if request.args.get("format") == "json" or request.path == "/healthz":
+    if request.args.get("format") == "json" or request.path == "/healthz" or request.is_json:
         return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
     return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
 

@@ -159,3 +159,39 @@ def test_unknown_books_are_a_404(client):
     assert client.get("/assistant/stream?q=wikipedia&books.name=nosuchbook").status_code == 404
     assert client.get("/assistant?q=wikipedia&books.name=nosuchbook&books.name=example&format=json").get_json()[
         "passages"]
+
+
+def test_a_follow_up_is_posted_with_the_conversation(client):
+    history = [{"q": "What is Kiwix?", "a": "An offline reader [1]."}]
+    r = client.post("/assistant/stream", json={"q": "How do I install it?", "history": history})
+    assert r.status_code == 200 and r.mimetype == "text/event-stream"
+    got = sse_events(r.get_data(as_text=True))
+    assert [name for name, _ in got] == ["passages", "done"]
+    assert got[0][1] and any("kiwix" in p["text"].lower() for p in got[0][1])
+    scoped = client.post("/assistant/stream", json={"q": "wikipedia", "books": ["example"]})
+    assert {p["book"] for p in sse_events(scoped.get_data(as_text=True))[0][1]} == {"example"}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("not json", "send a JSON object"),
+    ([1, 2], "send a JSON object"),
+    ({"q": "wikipedia", "history": "earlier"}, "history must be a list"),
+    ({"q": "wikipedia", "history": [{"q": "x"}]}, "each history turn"),
+    ({"q": "wikipedia", "books": ["nosuchbook"]}, "None of the requested books"),
+])
+def test_bad_follow_ups_are_a_json_400_or_404(client, body, message):
+    r = (client.post("/assistant/stream", data=body, content_type="application/json") if isinstance(body, str)
+         else client.post("/assistant/stream", json=body))
+    assert r.status_code in (400, 404) and message in r.get_json()["message"]
+    assert client.get("/healthz").status_code == 200
+
+
+def test_the_prompt_carries_the_conversation_before_the_passages():
+    cited = [{"n": 1, "title": "Volcanoes", "book": "facts", "text": "Etna is 3,357 m tall."}]
+    history = [{"q": f"question {i}", "a": f"answer {i} " + "x" * 3000} for i in range(8)]
+    messages = assistant.build_messages("How tall is it?", cited, history)
+    roles = [m["role"] for m in messages]
+    assert roles == ["system"] + ["user", "assistant"] * assistant.HISTORY_TURNS + ["user"]
+    assert messages[1]["content"] == "question 2"  # the oldest turns are dropped first
+    assert len(messages[2]["content"]) == assistant.HISTORY_CHARS
+    assert messages[-1]["content"].endswith("Question: How tall is it?") and "[1] Volcanoes" in messages[-1]["content"]

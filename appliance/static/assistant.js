@@ -1,15 +1,21 @@
-// The assistant's page: the question goes to /assistant/stream (server-sent events) and the answer is
-// written as it arrives. Without JavaScript the form asks /assistant?q= and the server writes it all.
+// The assistant's page: each question is POSTed to /assistant/stream with the conversation so far, and the
+// server-sent events that come back (passages, pieces of the answer, done) are written as they arrive.
+// Without JavaScript the form asks /assistant?q= and the server writes the whole answer at once.
 (function () {
   "use strict";
   var form = document.getElementById("ask");
-  if (!form || !window.EventSource) return;
+  if (!form || !window.fetch || !window.TextDecoder) return;
   var input = form.elements.q;
   var result = document.getElementById("result");
   var answer = document.getElementById("answer");
   var sources = document.getElementById("sources");
   var error = document.getElementById("error");
-  var current = null;
+  var asked = document.getElementById("asked");
+  var conversation = document.getElementById("conversation");
+  var restart = document.getElementById("restart");
+  var turns = [];  // earlier turns: {q, a}
+  var current = null;  // the AbortController of the question being answered
+  var turn = 0;
 
   function el(tag, attrs, text) {
     var node = document.createElement(tag);
@@ -19,71 +25,136 @@
   }
 
   // [n] in the answer becomes a link to source n; everything else stays plain text.
-  function renderAnswer(text, count) {
-    answer.textContent = "";
+  function renderAnswer(target, text, count, prefix) {
+    target.textContent = "";
     var re = /\[(\d+)\]/g, last = 0, m;
     while ((m = re.exec(text)) !== null) {
       var n = parseInt(m[1], 10);
       if (n < 1 || n > count) continue;
-      answer.appendChild(document.createTextNode(text.slice(last, m.index)));
-      answer.appendChild(el("a", { href: "#source-" + n, "class": "cite" }, "[" + n + "]"));
+      target.appendChild(document.createTextNode(text.slice(last, m.index)));
+      target.appendChild(el("a", { href: "#" + prefix + n, "class": "cite" }, "[" + n + "]"));
       last = re.lastIndex;
     }
-    answer.appendChild(document.createTextNode(text.slice(last)));
+    target.appendChild(document.createTextNode(text.slice(last)));
   }
 
-  function showSources(list) {
-    sources.textContent = "";
-    if (!list.length) sources.appendChild(el("li", { "class": "none" }, "Nothing in the library matches this question."));
+  function showSources(target, list, prefix) {
+    target.textContent = "";
+    if (!list.length) target.appendChild(el("li", { "class": "none" }, "Nothing in the library matches this question."));
     list.forEach(function (p) {
-      var li = el("li", { id: "source-" + p.n });
+      var li = el("li", { id: prefix + p.n });
       li.appendChild(el("a", { href: p.url }, p.title));
       li.appendChild(document.createTextNode(" "));
       li.appendChild(el("small", { "class": "book" }, p.book));
       li.appendChild(el("p", {}, p.text));
-      sources.appendChild(li);
+      target.appendChild(li);
     });
   }
 
-  function ask(question) {
-    if (current) current.close();
-    result.hidden = false;
-    error.hidden = true;
-    error.className = "error";
-    answer.textContent = "";
-    answer.classList.add("writing");
-    sources.textContent = "";
-    var text = "", count = 0;
-    var source = current = new EventSource("/assistant/stream?q=" + encodeURIComponent(question));
-    function finish() { source.close(); answer.classList.remove("writing"); document.body.dataset.assistant = "done"; }
-    source.addEventListener("passages", function (e) {
-      var list = JSON.parse(e.data);
-      count = list.length;
-      showSources(list);
-    });
-    source.addEventListener("delta", function (e) {
-      text += JSON.parse(e.data).text;
-      renderAnswer(text, count);
-    });
-    source.addEventListener("done", function (e) {
-      var info = JSON.parse(e.data);
+  // The finished turn moves up into the conversation, its citations renumbered to its own sources.
+  function archive(question, text, list) {
+    turn += 1;
+    var prefix = "turn" + turn + "-source-";
+    var block = el("article", { "class": "turn" });
+    block.appendChild(el("h2", { "class": "question" }, question));
+    var a = el("div", { "class": "answer" });
+    renderAnswer(a, text, list.length, prefix);
+    block.appendChild(a);
+    var details = el("details", {});
+    details.appendChild(el("summary", {}, list.length + " source" + (list.length === 1 ? "" : "s")));
+    var ol = el("ol", { "class": "sources" });
+    showSources(ol, list, prefix);
+    details.appendChild(ol);
+    block.appendChild(details);
+    conversation.appendChild(block);
+  }
+
+  function handle(name, data, state) {
+    if (name === "passages") {
+      state.list = data;
+      showSources(sources, data, "source-");
+    } else if (name === "delta") {
+      state.text += data.text;
+      renderAnswer(answer, state.text, state.list.length, "source-");
+    } else if (name === "done") {
       // The note matters only when a model was expected: the page already says when none runs.
       var expected = document.getElementById("modelstate").dataset.available === "yes";
-      if (!info.answered && info.message && expected) {
-        error.textContent = info.message;
+      if (!data.answered && data.message && expected) {
+        error.textContent = data.message;
         error.className = "note";
         error.hidden = false;
       }
-      finish();
-    });
-    source.addEventListener("error", function (e) {
-      // A server-sent "error" event carries data; a lost connection does not.
-      var info = e.data ? JSON.parse(e.data) : { message: "The connection to the box was lost." };
-      error.textContent = info.stage === "model" && count
-        ? "The model could not answer (" + info.message + "); the sources below are what the library has."
-        : info.message;
+      if (data.answered) state.answered = true;
+    } else if (name === "error") {
+      error.textContent = data.stage === "model" && state.list.length
+        ? "The model could not answer (" + data.message + "); the sources below are what the library has."
+        : data.message;
       error.hidden = false;
-      finish();
+    }
+  }
+
+  function finish(question, state) {
+    answer.classList.remove("writing");
+    if (state.answered) {
+      turns.push({ q: question, a: state.text });
+      state.archived = true;
+    }
+    restart.hidden = turns.length === 0;
+    document.body.dataset.assistant = "done";
+  }
+
+  function ask(question) {
+    if (current) current.abort();
+    var controller = current = new AbortController();
+    // The previous answer, if any, joins the conversation before the new one is written.
+    var previous = ask.last;
+    if (previous && previous.state.archived) archive(previous.question, previous.state.text, previous.state.list);
+    var state = { list: [], text: "", answered: false, archived: false };
+    ask.last = { question: question, state: state };
+    result.hidden = false;
+    error.hidden = true;
+    error.className = "error";
+    asked.textContent = question;
+    asked.hidden = false;
+    answer.textContent = "";
+    answer.classList.add("writing");
+    sources.textContent = "";
+    document.body.dataset.assistant = "asking";
+    fetch("/assistant/stream", {
+      method: "POST", signal: controller.signal,
+      headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+      body: JSON.stringify({ q: question, history: turns.slice() })
+    }).then(function (response) {
+      if (!response.ok) {
+        return response.json().then(function (body) { throw new Error(body.message || response.statusText); },
+                                    function () { throw new Error(response.statusText); });
+      }
+      var reader = response.body.getReader(), decoder = new TextDecoder(), buffer = "";
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) return;
+          buffer += decoder.decode(chunk.value, { stream: true });
+          var parts = buffer.split("\n\n");
+          buffer = parts.pop();
+          parts.forEach(function (part) {
+            var name = "message", data = "";
+            part.split("\n").forEach(function (line) {
+              if (line.indexOf("event: ") === 0) name = line.slice(7);
+              else if (line.indexOf("data: ") === 0) data += line.slice(6);
+            });
+            if (data) handle(name, JSON.parse(data), state);
+          });
+          return pump();
+        });
+      }
+      return pump();
+    }).then(function () {
+      if (current === controller) finish(question, state);
+    }, function (e) {
+      if (e.name === "AbortError") return;
+      error.textContent = e.message || "The connection to the box was lost.";
+      error.hidden = false;
+      finish(question, state);
     });
   }
 
@@ -91,8 +162,21 @@
     var question = input.value.trim();
     if (!question) return;
     e.preventDefault();
-    history.replaceState(null, "", "/assistant?q=" + encodeURIComponent(question));
+    window.history.replaceState(null, "", "/assistant?q=" + encodeURIComponent(question));
+    input.value = "";
+    input.placeholder = "Ask a follow-up question";
     ask(question);
+  });
+  restart.addEventListener("click", function () {
+    if (current) current.abort();
+    turns = [];
+    ask.last = null;
+    conversation.textContent = "";
+    result.hidden = true;
+    restart.hidden = true;
+    input.placeholder = "Ask a question about anything in the library";
+    window.history.replaceState(null, "", "/assistant");
+    input.focus();
   });
   document.body.dataset.assistant = "ready";
 })();

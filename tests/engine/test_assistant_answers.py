@@ -112,6 +112,24 @@ def _portal(tmp_path: Path, assistant_yaml: str):
         log.close()
 
 
+def test_a_follow_up_is_answered_with_the_conversation_in_the_prompt(client, model_server):
+    from appliance.assistant import build_messages
+
+    first = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    history = [{"q": QUESTION, "a": first["answer"]}]
+    r = client.post("/assistant/stream", json={"q": "Where do they come from?", "history": history})
+    got = sse_events(r.get_data(as_text=True))
+    cited = got[0][1]
+    assert cited and got[-1][1]["answered"] is True
+    reply = _direct_reply(model_server, first["model"]["model"],
+                          build_messages("Where do they come from?", cited, history))
+    assert "".join(d["text"] for n, d in got if n == "delta") == reply["choices"][0]["message"]["content"]
+    # ... and the conversation did change what the model was asked.
+    alone = _direct_reply(model_server, first["model"]["model"], build_messages("Where do they come from?", cited))
+    assert alone["usage"]["prompt_tokens"] > 0
+    assert reply["usage"]["prompt_tokens"] > alone["usage"]["prompt_tokens"]
+
+
 def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, checkpoints):
     model_port = free_port()
     with _portal(tmp_path, f"  url: http://127.0.0.1:{model_port}\n  model_dir: {checkpoints.streamed('qwen3_moe')}"
@@ -153,6 +171,26 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             assert hrefs == [p["url"] for p in expected["passages"]]
             assert b.evaluate("document.getElementById('error').hidden") is True
             assert b.evaluate("location.search") == "?q=" + urllib.parse.quote(QUESTION)
+            # A follow-up: the first turn moves up into the conversation, the second is asked with it.
+            follow = "Where do they come from?"
+            body = json.dumps({"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}).encode()
+            req = urllib.request.Request(f"{url}/assistant/stream", data=body,
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=120) as r:
+                second = "".join(d["text"] for n, d in sse_events(r.read().decode()) if n == "delta")
+            b.evaluate(f"document.querySelector('#ask input[name=q]').value = {json.dumps(follow)};"
+                       " document.querySelector('#ask button').click()")
+            assert b.wait_for("document.body.dataset.assistant === 'done'"
+                              " && document.querySelectorAll('#conversation .turn').length === 1", 120)
+            assert b.evaluate("document.querySelector('#conversation .turn .question').textContent") == QUESTION
+            assert b.evaluate("document.querySelector('#conversation .turn .answer').textContent") == \
+                expected["answer"]
+            assert b.evaluate("document.getElementById('asked').textContent") == follow
+            assert b.evaluate("document.getElementById('answer').textContent") == second
+            assert b.evaluate("document.getElementById('restart').hidden") is False
+            b.evaluate("document.getElementById('restart').click()")
+            assert b.evaluate("document.querySelectorAll('#conversation .turn').length") == 0
+            assert b.evaluate("document.getElementById('result').hidden") is True
             assert all(u.startswith(url) or u.startswith(("data:", "about:")) for u in b.requested_urls()), \
                 json.dumps(b.requested_urls())
             assert b.console_errors() == []
