@@ -84,14 +84,8 @@ def _find(question: str, books: list[tuple[str, object]], history: list[dict] = 
 
 def _model_status() -> dict:
     cfg = _settings()
-    try:
-        names = model_client.list_models(cfg["url"], timeout=2.0)
-    except model_client.ModelUnavailable as e:
-        return {"available": False, "model": None, "message": str(e)}
-    model = cfg["model"] or (names[0] if names else None)
-    if not model:
-        return {"available": False, "model": None, "message": f"the model server at {cfg['url']} lists no model"}
-    return {"available": True, "model": model, "message": None}
+    state = model_client.probe(cfg["url"], cfg["model"])
+    return {"available": state.available, "model": state.model, "message": state.message}
 
 
 def assistant_page():

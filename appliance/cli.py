@@ -100,13 +100,10 @@ def stop(state: _State):
 
 
 def _assistant_state(config) -> dict:
-    from .model_client import ModelUnavailable, list_models
+    from .model_client import probe
 
-    url = str(config.get("assistant.url"))
-    try:
-        return {"url": url, "models": list_models(url, timeout=2.0), "message": None}
-    except ModelUnavailable as e:
-        return {"url": url, "models": [], "message": str(e)}
+    state = probe(str(config.get("assistant.url")))
+    return {"url": state.url, "models": state.models, "message": state.message}
 
 
 def _print_urls(host: str, port: int) -> None:

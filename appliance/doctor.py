@@ -106,20 +106,19 @@ def check_library(data: DataDir) -> Check:
 
 def check_assistant(config: Config, data: DataDir) -> Check:
     """The model server the assistant asks. Having none is fine (passages only); a configured one down is not."""
-    from .model_client import ModelUnavailable, list_models
+    from .model_client import probe
     from .server import model_dir
 
     url, directory = str(config.get("assistant.url")), model_dir(config, data)
-    try:
-        names = list_models(url, timeout=2.0) if url else []
-    except ModelUnavailable as e:
-        if directory is None:
-            return Check("assistant", True, f"no model running (passages only): {e}")
-        return Check("assistant", False, str(e), "start the portal (`almanac serve`), which runs "
-                     f"{directory}; see {data.logs / 'model.log'}")
     if not url:
         return Check("assistant", True, "no model configured (assistant.url is empty): passages only")
-    return Check("assistant", True, f"{', '.join(names) or 'no model listed'} answering at {url}")
+    state = probe(url)
+    if state.message and not state.models and directory is not None:
+        return Check("assistant", False, state.message, "start the portal (`almanac serve`), which runs "
+                     f"{directory}; see {data.logs / 'model.log'}")
+    if not state.available:
+        return Check("assistant", True, f"no model running (passages only): {state.message}")
+    return Check("assistant", True, f"{', '.join(state.models)} answering at {url}")
 
 
 def run_checks(config: Config) -> list[Check]:

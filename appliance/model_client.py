@@ -57,6 +57,29 @@ def list_models(base: str, timeout: float = 3.0) -> list[str]:
     return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
 
 
+@dataclass(frozen=True)
+class ServerState:
+    """What a model server says of itself: the model the assistant would ask, or why there is none."""
+    url: str
+    models: list[str]
+    model: str | None  # the configured name, else the first listed; None when nothing can answer
+    message: str | None  # why nothing can answer
+
+    @property
+    def available(self) -> bool:
+        return self.model is not None
+
+
+def probe(base: str, model: str = "", timeout: float = 2.0) -> ServerState:
+    """Ask the server at `base` which models it has (portal page, `almanac status`, `almanac doctor`)."""
+    try:
+        names = list_models(base, timeout=timeout)
+    except ModelUnavailable as e:
+        return ServerState(base, [], None, str(e))
+    chosen = model or (names[0] if names else None)
+    return ServerState(base, names, chosen, None if chosen else f"the model server at {base} lists no model")
+
+
 def _reason(e: Exception) -> str:
     reason = getattr(e, "reason", None) or e
     return str(reason).strip() or type(e).__name__

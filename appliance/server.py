@@ -62,7 +62,7 @@ def serve(config: Config, data: DataDir, host: str, port: int, workers: int) -> 
             stop_child(model)
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+LOCAL_HOSTS = ("127.0.0.1", "localhost")  # `almanac model serve` listens on IPv4
 
 
 class ModelServerError(RuntimeError):
@@ -87,7 +87,7 @@ def model_server_address(config: Config) -> tuple[str, int]:
     if host not in LOCAL_HOSTS:
         raise ModelServerError(f"assistant.model_dir is set, so assistant.url must be on this machine "
                            f"(127.0.0.1), not {host or 'empty'}")
-    return ("::1" if ":" in host else "127.0.0.1"), parts.port or 80
+    return "127.0.0.1", parts.port or 80
 
 
 def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None:
@@ -103,13 +103,10 @@ def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None
         raise ModelServerError(f"assistant.model_dir: {directory} is not a converted model (no manifest.json); "
                            "convert one with `almanac model convert`")
     host, port = model_server_address(config)
-    from .model_client import ModelUnavailable, list_models
+    from .model_client import probe
 
-    try:
-        list_models(str(config.get("assistant.url")), timeout=1.0)
+    if probe(str(config.get("assistant.url")), timeout=1.0).models:
         return None  # one is running already (a previous portal's, or started by hand)
-    except ModelUnavailable:
-        pass
     log = open(data.logs / "model.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "appliance.cli", "model", "serve", str(directory),
                              "--host", host, "--port", str(port)],

@@ -234,14 +234,16 @@ def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles
         pieces.extend((name, path, title, text) for text in paragraphs(page))
     if not pieces:
         return []
-    weights = {w[:PREFIX]: 1.0 for w in words}
-    for w in extra:
-        weights.setdefault(w[:PREFIX], CONTEXT_WEIGHT)
-    return _rank(pieces, weights, k, per_article)
+    return _rank(pieces, [w[:PREFIX] for w in words], [w[:PREFIX] for w in extra], k, per_article)
 
 
-def _rank(pieces: list[tuple[str, str, str, str]], weights: dict[str, float], k: int,
+def _rank(pieces: list[tuple[str, str, str, str]], asked: list[str], context: list[str], k: int,
           per_article: int) -> list[Passage]:
+    """BM25 over the pieces; the question's own terms count fully, the conversation's at CONTEXT_WEIGHT."""
+    asked = list(dict.fromkeys(asked))  # "volcano" and "volcanoes" are one term
+    weights = {t: 1.0 for t in asked}
+    for t in context:
+        weights.setdefault(t, CONTEXT_WEIGHT)
     docs = [Counter(_stems(text)) for *_, text in pieces]
     lengths = [sum(d.values()) for d in docs]
     avg = sum(lengths) / len(lengths) or 1.0
@@ -255,7 +257,6 @@ def _rank(pieces: list[tuple[str, str, str, str]], weights: dict[str, float], k:
         if score > 0:
             # A passage of an article named for what is asked is likelier to answer it.
             title_terms = set(_stems(title))
-            asked = [t for t, w in weights.items() if w == 1.0]
             score *= 1 + 0.5 * sum(t in title_terms for t in asked) / len(asked)
             scored.append(Passage(book, path, title, text, round(score, 4)))
     scored.sort(key=lambda p: -p.score)

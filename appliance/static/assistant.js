@@ -15,6 +15,7 @@
   var restart = document.getElementById("restart");
   var turns = [];  // earlier turns: {q, a}
   var current = null;  // the AbortController of the question being answered
+  var last = null;  // the question on the page: {question, state}, moved up when the next one is asked
   var turn = 0;
 
   function el(tag, attrs, text) {
@@ -95,10 +96,7 @@
 
   function finish(question, state) {
     answer.classList.remove("writing");
-    if (state.answered) {
-      turns.push({ q: question, a: state.text });
-      state.archived = true;
-    }
+    if (state.answered) turns.push({ q: question, a: state.text });
     restart.hidden = turns.length === 0;
     document.body.dataset.assistant = "done";
   }
@@ -107,10 +105,9 @@
     if (current) current.abort();
     var controller = current = new AbortController();
     // The previous answer, if any, joins the conversation before the new one is written.
-    var previous = ask.last;
-    if (previous && previous.state.archived) archive(previous.question, previous.state.text, previous.state.list);
-    var state = { list: [], text: "", answered: false, archived: false };
-    ask.last = { question: question, state: state };
+    if (last && last.state.answered) archive(last.question, last.state.text, last.state.list);
+    var state = { list: [], text: "", answered: false };
+    last = { question: question, state: state };
     result.hidden = false;
     error.hidden = true;
     error.className = "error";
@@ -170,7 +167,7 @@
   restart.addEventListener("click", function () {
     if (current) current.abort();
     turns = [];
-    ask.last = null;
+    last = null;
     conversation.textContent = "";
     result.hidden = true;
     restart.hidden = true;
