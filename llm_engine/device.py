@@ -1,16 +1,34 @@
-"""Every device-specific choice lives here.
+"""Every device-specific choice lives here, detected from the MLX backend, never configured.
 
-MLX's CPU quantized kernels are many times slower in bf16/fp16 than in fp32, so on the CPU
-all floating weights, scales and activations are fp32. On Metal the stored dtype (usually
-bf16) is kept, as mlx-lm does.
+| backend | compute dtype | expert read path |
+|---|---|---|
+| cpu   | fp32 (MLX's CPU quantized kernels are many times slower in bf16/fp16) | preadv into the bank |
+| metal | the stored dtype (bf16), as mlx-lm | preadv into the bank (unified memory) |
+| cuda  | the stored dtype (bf16), as mlx-lm | preadv into the bank (CUDA managed memory), then the written experts prefetched to the GPU in bulk |
+
+On the CPU, bf16 scales and biases are widened exactly to fp32 as they are read.
 """
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
 
 import mlx.core as mx
 from mlx.utils import tree_map_with_path
 
 
+def backend() -> str:
+    """'cpu', 'metal' or 'cuda': where MLX computes by default in this process."""
+    if mx.default_device().type == mx.cpu:
+        return "cpu"
+    if mx.metal.is_available():
+        return "metal"
+    return "cuda"
+
+
 def on_cpu() -> bool:
-    return mx.default_device().type == mx.cpu
+    return backend() == "cpu"
 
 
 def compute_dtype(stored: mx.Dtype) -> mx.Dtype:
@@ -33,11 +51,84 @@ def cast_model(model) -> None:
     model.update(tree_map_with_path(cast, model.parameters()))
 
 
+@dataclass(frozen=True)
+class ReadPath:
+    """How experts read on the host reach the memory the device computes from."""
+
+    name: str
+    # Compute each stage of a call's experts while the next is read (CPU: bit-identical to one
+    # call over all pairs). Off on GPUs, whose kernels are chosen by shape: a call then runs as
+    # one switch-layer call shaped exactly as mlx-lm's, so the numbers are the same.
+    staged: bool = True
+    # Copy experts found in the page cache on the ordering thread, one after another, so the
+    # first is ready soonest and copies leave the other cores to MLX's CPU kernels. Off on
+    # GPUs, which compute on no CPU core: every read goes to the I/O pool, in parallel.
+    inline_cached: bool = True
+    # CUDA managed banks: after a stage of reads, move the written slots to the GPU in bulk.
+    prefetch: bool = False
+    # CUDA managed banks kept in host RAM, read by the GPU in place.
+    host_banks: bool = False
+    # CUDA: each expert lands in a host buffer and is copied into the bank by the driver.
+    copy_in: bool = False
+
+
+CUDA_READ_PATHS = {
+    "fault": ReadPath("cuda-fault", staged=False, inline_cached=False),
+    "prefetch": ReadPath("cuda-prefetch", staged=False, inline_cached=False, prefetch=True),
+    "host": ReadPath("cuda-host", staged=False, inline_cached=False, host_banks=True),
+    "copy": ReadPath("cuda-copy", staged=False, inline_cached=False, copy_in=True),
+}
+
+
+def read_path() -> ReadPath:
+    kind = backend()
+    if kind == "cpu":
+        return ReadPath("cpu")
+    if kind == "metal":
+        return ReadPath("metal", staged=False, inline_cached=False)
+    # ALMANAC_CUDA_READ picks another path (benchmarks compare them).
+    return CUDA_READ_PATHS[os.environ.get("ALMANAC_CUDA_READ", "copy")]
+
+
+def prefetch_slots(rows: list, slots, nbytes: list[int]) -> None:
+    """Migrate `slots` of every bank tensor (numpy views of managed memory) to the GPU."""
+    from .cuda_memory import runtime
+
+    if len(slots) == 0:
+        return
+    cuda = runtime()
+    lo, hi = int(min(slots)), int(max(slots)) + 1
+    for view, n in zip(rows, nbytes):
+        cuda.prefetch_to_device(view.ctypes.data + lo * n, (hi - lo) * n)
+    cuda.synchronize()
+
+
+def keep_on_host(rows: list) -> None:
+    from .cuda_memory import runtime
+
+    for view in rows:
+        runtime().keep_on_host(view.ctypes.data, view.nbytes)
+
+
+def copy_into(dst, src) -> None:
+    """Copy the host bytes `src` into `dst` (a numpy view of CUDA managed memory)."""
+    from .cuda_memory import runtime
+
+    runtime().copy(dst.ctypes.data, src.ctypes.data, src.nbytes)
+
+
 def peak_memory_bytes() -> int:
     """Peak memory MLX allocated since the last reset (0 if unknown)."""
     try:
         return int(mx.get_peak_memory())
     except AttributeError:  # older MLX
+        return 0
+
+
+def active_memory_bytes() -> int:
+    try:
+        return int(mx.get_active_memory())
+    except AttributeError:
         return 0
 
 

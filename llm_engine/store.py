@@ -24,7 +24,7 @@ import numpy as np
 
 from . import manifest as mf
 from .cache import SlotPolicy
-from .device import compute_dtype
+from .device import compute_dtype, copy_into, keep_on_host, prefetch_slots, read_path
 from .errors import CheckpointError
 
 # preadv2 flag: fail instead of waiting for the disk (Linux); None where unavailable.
@@ -147,6 +147,8 @@ def alloc_bank(spec: mf.LayerSpec, size: int) -> Bank:
     for r in rows:
         if not r.flags.writeable:  # a numpy/MLX change would break zero-copy reads
             raise RuntimeError("MLX arrays are not writable through numpy on this install")
+    if read_path().host_banks:
+        keep_on_host(rows)
     return Bank(size, params, rows, raws)
 
 
@@ -185,6 +187,7 @@ class LayerStore:
         self.drop_page_cache = False
         self.bank: Bank | None = None
         self.policy: SlotPolicy | None = None
+        self.read_path = read_path()
 
     def attach(self, bank: Bank, retain: bool) -> None:
         self.bank = bank
@@ -219,6 +222,10 @@ class LayerStore:
                 return None
             if n != self.spec.blob_size:  # partly cached: read it again, blocking
                 return None
+        elif self.read_path.copy_in:
+            staging = _staging(self.spec.blob_size)
+            iov, staged = [staging], []
+            n = os.preadv(self.fd, iov, offset)
         else:
             staging = None
             iov, staged = [], []
@@ -247,7 +254,9 @@ class LayerStore:
         if staging is not None:
             for t, rows in zip(self.tensors, self.bank.rows):
                 src = staging[t.spec.offset:t.spec.offset + t.spec.nbytes]
-                if t.direct:
+                if self.read_path.copy_in:
+                    copy_into(rows[slot], src)
+                elif t.direct:
                     np.copyto(rows[slot], src)
                 else:
                     _widen(src, t.spec.dtype, rows[slot])
@@ -267,7 +276,7 @@ class LayerStore:
         """
         for (expert, slot), fut in zip(jobs, done):
             n = None
-            if NOWAIT is not None and not self.drop_page_cache:
+            if NOWAIT is not None and not self.drop_page_cache and self.read_path.inline_cached:
                 try:
                     n = self._read(expert, slot, only_cached=True)
                 except BaseException as e:  # a corrupt blob: report it on this expert
@@ -309,6 +318,9 @@ class LayerStore:
         lut[experts] = plan.slots
         hits = np.setdiff1d(np.arange(len(experts)), plan.misses)
         bounds, start, size = [], 0, 1
+        if not self.read_path.staged:  # one stage: every expert of the call, then compute
+            start = size = len(plan.misses)
+            bounds = [(0, size)] if size else []
         while start < len(plan.misses):
             bounds.append((start, min(start + size, len(plan.misses))))
             start, size = start + size, size * 2
@@ -329,6 +341,9 @@ class LayerStore:
                 yield experts, lut
             for i, (lo, hi) in enumerate(bounds):
                 results = [f.result() for f in done[lo:hi]]
+                if self.read_path.prefetch:
+                    prefetch_slots(self.bank.rows, plan.slots[plan.misses[lo:hi]],
+                                   [t.bank_nbytes for t in self.tensors])
                 t1 = time.perf_counter()
                 with self.stats.lock:
                     self.stats.bytes_read += sum(n for n, _ in results)

@@ -38,7 +38,7 @@ def _greedy_with_logits(model, prompt: list[int], n: int):
     tokens, all_logits = [], []
     for _ in range(n):
         mx.eval(logits)
-        all_logits.append(np.array(logits[0], dtype=np.float32))
+        all_logits.append(np.array(logits[0].astype(mx.float32)))  # bf16 on a GPU
         tokens.append(int(mx.argmax(logits[0]).item()))
         logits = model(mx.array([[tokens[-1]]]), cache=cache)[:, -1, :]
     return tokens, np.stack(all_logits)
