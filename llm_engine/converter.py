@@ -23,7 +23,8 @@ from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from . import manifest as mf
 from .errors import CheckpointError, EngineError, UnsupportedModelError
-from .models import require_switch_modules
+from .gguf_source import gguf_to_checkpoint, is_gguf
+from .models import switch_modules
 
 VALID_BITS = (2, 3, 4, 5, 6, 8)
 VALID_GROUP_SIZES = (32, 64, 128)
@@ -191,12 +192,15 @@ def convert(
     progress: bool = True,
     alignment: int = mf.ALIGNMENT,
 ) -> mf.Manifest:
-    """Convert SRC (MLX or Hugging Face checkpoint directory) into DST.
+    """Convert SRC (MLX or Hugging Face checkpoint directory, or a GGUF file) into DST.
 
     An unquantized SRC is quantized with `bits` (default 4) and `group_size` (default 64),
     exactly as `mlx_lm.convert -q` would. An already quantized SRC keeps its quantization;
-    asking for different settings is an error. DST must not exist; it is built in a sibling
-    temporary directory and renamed at the end, so a failure leaves nothing half-written.
+    asking for different settings is an error. A GGUF file is first dequantized into a bf16
+    checkpoint beside DST (see gguf_source), then converted like one. A model without
+    experts (a dense one) gets the same layout with no expert files and runs resident.
+    DST must not exist; it is built in a sibling temporary directory and renamed at the
+    end, so a failure leaves nothing half-written.
     """
     from mlx_lm.utils import save_config
     from tqdm import tqdm
@@ -208,6 +212,16 @@ def convert(
     if alignment < mf.ALIGNMENT or alignment & (alignment - 1):
         raise EngineError(f"alignment {alignment} must be a power of two >= {mf.ALIGNMENT}")
 
+    if is_gguf(src):
+        staging = dst.with_name(dst.name + ".gguf-source")
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            gguf_to_checkpoint(src, staging)
+            return convert(staging, dst, bits, group_size, progress, alignment)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    if src.is_file():
+        raise CheckpointError(f"{src}: neither a model directory nor a GGUF file")
     try:
         # An MLX checkpoint says "quantization" in its own config.json; a Hugging Face one
         # may carry a "quantization_config" (mxfp4, fp8...) that mlx_lm.convert -q extends.
@@ -216,7 +230,7 @@ def convert(
         raise CheckpointError(f"{src / 'config.json'}: cannot be read ({e})") from None
     model, config = _load_source(src)
     model_type = config.get("model_type", "")
-    switches = require_switch_modules(model, model_type)
+    switches = switch_modules(model)  # none: a dense model, every weight resident
     if mlx_quantized:
         q = config["quantization"]
         if (bits is not None and bits != q.get("bits")) or (

@@ -14,7 +14,7 @@ from mlx.utils import tree_flatten
 from . import manifest as mf
 from .device import cast_model
 from .errors import CheckpointError, EngineError, UnsupportedModelError
-from .models import TOP_K_ATTRIBUTES, build_model, get_module, require_switch_modules, set_module
+from .models import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
 from .store import IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
 
@@ -221,7 +221,7 @@ def load(
         )
     _check_files(path, manifest)
     model = build_model(config)
-    switches = require_switch_modules(model, manifest.model_type)
+    switches = switch_modules(model)  # none for a dense model: every weight resident
     paths = [p for p, _ in switches]
     if paths != [layer.module for layer in manifest.layers]:
         raise CheckpointError(
@@ -236,12 +236,16 @@ def load(
                 weights.update(mx.load(str(path / f.file)))
             except Exception as e:  # MLX raises a bare RuntimeError/ValueError on bad files
                 raise CheckpointError(f"{path / f.file}: cannot be read ({e})") from None
+    if hasattr(model, "sanitize"):
+        # As mlx-lm's loader does; idempotent on converted weights, and some models decide
+        # their shape here (Gemma 3 drops lm_head when the embedding is tied).
+        weights = model.sanitize(weights)
     _quantize(model, config, manifest, weights)
 
     io = IOStats()
     pool = ThreadPoolExecutor(max_workers=io_threads, thread_name_prefix="expert-io")
     sequencer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="expert-order")
-    switches = require_switch_modules(model, manifest.model_type)  # the quantized modules
+    switches = switch_modules(model)  # the quantized modules
     per_expert = []
     stores: list[LayerStore] = []
     try:
@@ -253,7 +257,8 @@ def load(
             store.drop_page_cache = drop_page_cache
             per_expert.append(store.bank_bytes_per_expert)
             stores.append(store)
-        slots = min(budget // sum(per_expert) if budget else 0, max(l.num_experts for l in manifest.layers))
+        slots = min(budget // sum(per_expert) if budget and per_expert else 0,
+                    max((l.num_experts for l in manifest.layers), default=0))
         for store, (p, module) in zip(stores, switches):
             store.cache_slots = min(slots, store.spec.num_experts)
             set_module(model, p, StreamingSwitch(module, store))
@@ -267,6 +272,8 @@ def load(
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
         if experts_per_token is not None:
+            if not paths:
+                raise EngineError("--experts-per-token: this model has no experts (a dense model)")
             set_experts_per_token(model, paths, experts_per_token)
         _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)))
         try:
