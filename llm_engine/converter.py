@@ -23,7 +23,7 @@ from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from . import manifest as mf
 from .errors import CheckpointError, EngineError, UnsupportedModelError
-from .models import require_switch_modules
+from .architectures import require_switch_modules
 
 VALID_BITS = (2, 3, 4, 5, 6, 8)
 VALID_GROUP_SIZES = (32, 64, 128)

@@ -14,7 +14,7 @@ from mlx.utils import tree_flatten
 from . import manifest as mf
 from .device import cast_model
 from .errors import CheckpointError, EngineError, UnsupportedModelError
-from .models import TOP_K_ATTRIBUTES, build_model, get_module, require_switch_modules, set_module
+from .architectures import TOP_K_ATTRIBUTES, build_model, get_module, require_switch_modules, set_module
 from .store import IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
 

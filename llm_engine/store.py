@@ -23,7 +23,7 @@ import mlx.core as mx
 import numpy as np
 
 from . import manifest as mf
-from .cache import SlotPolicy
+from .slot_policy import SlotPolicy
 from .device import compute_dtype
 from .errors import CheckpointError
 

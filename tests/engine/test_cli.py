@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from appliance.cli_model import model
+from appliance.cli.model import model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -78,7 +78,7 @@ def test_user_errors_are_one_line_without_traceback(checkpoints, tmp_path):
 def test_real_process(checkpoints):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     p = subprocess.run(
-        [sys.executable, "-m", "appliance.cli_model", "run", str(checkpoints.streamed("gpt_oss")),
+        [sys.executable, "-m", "appliance.cli.model", "run", str(checkpoints.streamed("gpt_oss")),
          "--prompt", "An offline library", "--max-tokens", "5", "--json"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
     )

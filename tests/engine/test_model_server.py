@@ -23,8 +23,8 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 import llm_engine
-from llm_engine.prompts import chat_tokens, fallback_prompt
-from llm_engine.stops import StopFilter
+from llm_engine.serve.prompts import chat_tokens, fallback_prompt
+from llm_engine.serve.stops import StopFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_LIMIT = 200
@@ -59,7 +59,7 @@ def running(model_dir: Path, *args: str):
     """`almanac model serve DIR --port 0 ARGS` as a process; yields (process, Server)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli_model", "serve", str(model_dir), "--port", "0",
+        [sys.executable, "-m", "appliance.cli.model", "serve", str(model_dir), "--port", "0",
          *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import llm_engine
-from llm_engine.cache import SlotPolicy
+from llm_engine.slot_policy import SlotPolicy
 
 
 def test_without_retention_every_call_reads_everything():

@@ -23,7 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 from . import ollama_api, openai_api
-from .errors import EngineError
+from ..errors import EngineError
 from .fields import ApiError, Limits, parse_body
 from .worker import Delta, Done, Failed, Started, Ticket, Worker
 

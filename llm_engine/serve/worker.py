@@ -18,10 +18,10 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import info
-from .errors import EngineError
-from .generate import encode, stream_generate
-from .loader import load
+from ..checks import info
+from ..errors import EngineError
+from ..generate import encode, stream_generate
+from ..loader import load
 from .prompts import chat_tokens
 from .stops import StopFilter
 
