@@ -57,14 +57,26 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def default_config_path() -> Path | None:
-    """Where the config file is when ALMANAC_CONFIG is not set (None: defaults only)."""
+def config_paths() -> list[Path]:
+    """Where the config file is looked for when ALMANAC_CONFIG is not set, first match wins: the user's
+    ($XDG_CONFIG_HOME/almanac/config.yaml, not for root), then the system's."""
     candidates = []
     if not is_root():
         xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         candidates.append(Path(xdg) / "almanac" / "config.yaml")
     candidates.append(Path("/etc/almanac/config.yaml"))
-    return next((p for p in candidates if p.is_file()), None)
+    return candidates
+
+
+def default_config_path() -> Path | None:
+    """The config file in use when ALMANAC_CONFIG is not set (None: defaults only)."""
+    return next((p for p in config_paths() if p.is_file()), None)
+
+
+def writable_config_path() -> Path:
+    """The file `almanac config set` writes when ALMANAC_CONFIG is not set: the one in use, else the first
+    place the loader looks, so the next command reads what was written."""
+    return default_config_path() or config_paths()[0]
 
 
 def default_data_dir() -> Path:

@@ -78,6 +78,26 @@ class Book:
         return asdict(self)
 
 
+def set_cluster_cache_mb(mb: int) -> None:
+    """Memory each process may use for decompressed ZIM clusters (libzim's setting is per process)."""
+    import libzim
+
+    libzim.set_cluster_cache_max_size(mb << 20)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The books a request names (every book when it names none), and the open archives of those readable."""
+    books: list[Book]
+    archives: list[tuple[str, object]]  # (name, libzim Archive), in library order
+    named: bool  # the request named books
+
+    @property
+    def unknown(self) -> bool:
+        """Books were named and none of them is in the library."""
+        return self.named and not self.books
+
+
 def book_name(path: Path) -> str:
     return path.name[:-4] if path.name.endswith(".zim") else path.name
 
@@ -143,6 +163,13 @@ class Library:
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM books").fetchone()[0]
+
+    def select(self, names: list[str] | None = None) -> Selection:
+        """The books named (every book when `names` is empty), in library order, with their open archives."""
+        wanted = set(names or ())
+        books = [b for b in self.list() if not wanted or b.name in wanted]
+        archives = [(b.name, a) for b in books if (a := self.archive(b.name)) is not None]
+        return Selection(books, archives, bool(wanted))
 
     def rejected(self) -> list[dict]:
         return [dict(r) for r in self._conn.execute("SELECT path, reason FROM rejected_files ORDER BY path")]

@@ -6,9 +6,12 @@ import socket
 import sys
 from dataclasses import dataclass
 
-from .config import Config
-from .datadir import DataDir, prepare
-from .server import health
+import click
+
+from ..config import Config
+from ..datadir import DataDir, prepare
+from ..runtime.pidfile import health
+from .state import CliState, pass_state
 
 MIN_FREE_BYTES = 1 << 30
 
@@ -106,10 +109,9 @@ def check_library(data: DataDir) -> Check:
 
 def check_assistant(config: Config, data: DataDir) -> Check:
     """The model server the assistant asks. Having none is fine (passages only); a configured one down is not."""
-    from .model_client import probe
-    from .server import model_dir
+    from ..assistant.model_client import probe
 
-    url, directory = str(config.get("assistant.url")), model_dir(config, data)
+    url, directory = str(config.get("assistant.url")), data.model_path(config.get("assistant.model_dir"))
     if not url:
         return Check("assistant", True, "no model configured (assistant.url is empty): passages only")
     state = probe(url)
@@ -131,3 +133,15 @@ def run_checks(config: Config) -> list[Check]:
     if data:
         checks.append(check_assistant(config, data))
     return checks
+
+
+@click.command()
+@pass_state
+def doctor(state: CliState):
+    """Check Python, MLX, libzim, the data dir, disk and port; print OK or FAIL with the fix."""
+    checks = run_checks(state.config)
+    for check in checks:
+        click.echo(check.line())
+    failed = [c for c in checks if not c.ok]
+    click.echo(f"{len(checks) - len(failed)} OK, {len(failed)} FAIL")
+    sys.exit(1 if failed else 0)

@@ -100,8 +100,6 @@ def maps_init(force: bool, use_npm: bool, maplibre_tarball: Path | None):
     from content.maps.registry import BASEMAP_NAME
 
     data = _data()
-    from .maps import gazetteer_path
-
     world = data.maps / f"{BASEMAP_NAME}.pmtiles"
     if world.exists() and not force:
         click.echo(f"world basemap: present ({world})")
@@ -111,7 +109,7 @@ def maps_init(force: bool, use_npm: bool, maplibre_tarball: Path | None):
         except basemap.BasemapError as e:
             raise click.ClickException(f"world basemap: {e}") from None
         click.echo(f"world basemap: built {world} ({world.stat().st_size / 1e6:.1f} MB)")
-    gaz = gazetteer_path(data)
+    gaz = data.gazetteer
     if gazetteer.is_built(gaz) and not force:
         click.echo(f"place index: present ({gaz})")
     else:

@@ -116,7 +116,7 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
 def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
     llm_engine = _engine()
-    from llm_engine.server import serve
+    from llm_engine.serve import serve
 
     def ready(url: str) -> None:
         click.echo(f"serving {os.path.basename(os.path.normpath(directory))} on {url} "

@@ -7,8 +7,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from .datadir import DataDir
-from .server import running_pid
+from ..datadir import DataDir
+from .pidfile import running_pid
 
 UNIT = "almanac.service"
 LAUNCHD_LABEL = "org.almanac.server"

@@ -1,125 +1,67 @@
-"""The assistant: a question answered from the library's passages, with numbered citations.
+"""The assistant's views: the chat page (and its JSON twin) and the server-sent event stream.
 
-The passages come from content.passages (the library's full-text index); the answer from the model server at
-`assistant.url` (see model_client). Without a model the page still gives the passages, each linked to its
-article, so the assistant is useful from the first minute.
+They only turn the events of appliance.assistant.answer() into HTML, JSON or SSE; what is asked, of whom,
+and with which passages is decided there.
 """
 from __future__ import annotations
 
 import json
 import re
-import time
-from urllib.parse import quote
 
 from flask import Response, abort, request, stream_with_context
 from markupsafe import Markup, escape
 
-from content import passages as passage_finder
-from content.search import QueryError
-
-from . import model_client, services
+from .. import assistant
+from ..assistant import model_client
+from . import worker_state
 from .render import page, wants_json
 
-SYSTEM_PROMPT = (
-    "You answer questions for the people using an offline library. Use only the numbered passages from the "
-    "library given with the question. Cite the passages you use with their numbers in square brackets, like "
-    "[1] or [2][3], right after the sentence they support. If the passages do not answer the question, say so "
-    "plainly instead of guessing. Answer in the language of the question, briefly and clearly."
-)
+
+def _settings() -> assistant.Settings:
+    return assistant.Settings.from_config(worker_state.get().config.get("assistant"))
 
 
-def _settings() -> dict:
-    return services.get().config.get("assistant")
-
-
-def _books(wanted: list[str] | None = None) -> list[tuple[str, object]]:
-    """(name, Archive) of the books asked for (?books.name=, repeatable), else of every book."""
-    s = services.get()
-    wanted = wanted if wanted is not None else (request.args.getlist("books.name") or request.args.getlist("book"))
-    names = wanted or [b.name for b in s.library.list()]
-    out = [(name, archive) for name in names if (archive := s.library.archive(name)) is not None]
-    if wanted and not out:
+def _books(names: list[str] | None = None) -> list[tuple[str, object]]:
+    """(name, Archive) of the books asked for (?books.name= or ?book=, repeatable), else of every book."""
+    if names is None:
+        names = request.args.getlist("books.name") or request.args.getlist("book")
+    chosen = worker_state.get().library.select(names)
+    if chosen.unknown:
         abort(404, description="None of the requested books is in this library.")
-    return out
+    return chosen.archives
 
 
-def _cited(found: list) -> list[dict]:
-    return [{"n": i, "book": p.book, "path": p.path, "title": p.title, "text": p.text,
-             "url": f"/content/{quote(p.book)}/{quote(p.path)}", "score": p.score}
-            for i, p in enumerate(found, start=1)]
-
-
-HISTORY_TURNS = 6  # earlier questions and answers of a conversation kept in the prompt ...
-HISTORY_CHARS = 1500  # ... each answer cut to this many characters: the passages matter more
-
-
-def build_messages(question: str, cited: list[dict], history: list[dict] = ()) -> list[dict]:
-    """The chat the model is given: the instructions, the conversation so far (its questions and answers,
-    without their passages), then the numbered passages for this question and the question."""
-    sources = "\n\n".join(f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}" for c in cited)
-    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
-    for turn in list(history)[-HISTORY_TURNS:]:
-        messages += [{"role": "user", "content": turn["q"]},
-                     {"role": "assistant", "content": turn["a"][:HISTORY_CHARS]}]
-    messages.append({"role": "user", "content": f"Passages from the library:\n\n{sources}\n\nQuestion: {question}"})
-    return messages
-
-
-def parse_history(raw) -> list[dict]:
-    """A conversation sent by the page: [{"q": question, "a": answer}, ...]; anything else is a 400."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list) or len(raw) > 50:
-        abort(400, description="history must be a list of at most 50 {q, a} turns")
-    for turn in raw:
-        if not (isinstance(turn, dict) and isinstance(turn.get("q"), str) and isinstance(turn.get("a"), str)):
-            abort(400, description="each history turn must be {\"q\": text, \"a\": text}")
-    return [{"q": t["q"][:2000], "a": t["a"]} for t in raw]
-
-
-def _find(question: str, books: list[tuple[str, object]], history: list[dict] = ()) -> list[dict]:
-    context = " ".join(t["q"] for t in list(history)[-2:])  # the last questions name what "it" is
-    return _cited(passage_finder.find(books, question, k=_settings()["passages"], context=context))
-
-
-def _model_status() -> dict:
-    cfg = _settings()
-    state = model_client.probe(cfg["url"], cfg["model"])
+def _model_status(settings: assistant.Settings) -> dict:
+    state = model_client.probe(settings.url, settings.model)
     return {"available": state.available, "model": state.model, "message": state.message}
 
 
 def assistant_page():
     """The chat page; with ?q= (no JavaScript, or the JSON twin) the whole answer is written before replying."""
+    settings = _settings()
     question = (request.args.get("q") or "").strip()
     data: dict = {"question": question, "passages": [], "answer": None, "finish_reason": None, "error": None,
-                  "model": _model_status()}
+                  "model": _model_status(settings)}
     if not question:
         return page("assistant.html", data)
     books = _books()
-    try:
-        data["passages"] = _find(question, books)
-    except QueryError as e:
-        data["error"] = str(e)
-        return page("assistant.html", data, 400)
-    if data["passages"] and data["model"]["available"]:
-        answer = []
-        try:
-            for event in _ask_model(question, data["passages"], data["model"]["model"]):
-                if isinstance(event, model_client.Delta):
-                    answer.append(event.text)
-                else:
-                    data["finish_reason"] = event.finish_reason
-            data["answer"] = "".join(answer)
-        except model_client.ModelUnavailable as e:
-            data["error"] = str(e)
+    if not data["model"]["available"]:
+        settings = assistant.Settings(url="", passages=settings.passages)  # passages only: ask no server
+    answer: list[str] = []
+    for event in assistant.answer(question, books, settings, model=data["model"]["model"]):
+        if isinstance(event, assistant.PassagesFound):
+            data["passages"] = event.passages
+        elif isinstance(event, assistant.TextDelta):
+            answer.append(event.text)
+        elif isinstance(event, assistant.Failed):
+            data["error"] = event.reason
+            if event.stage == "search":
+                return page("assistant.html", data, 400)
+        elif event.answered:
+            data["answer"], data["finish_reason"] = "".join(answer), event.finish_reason
+        elif data["model"]["available"] and event.error:
+            data["error"] = event.error  # the model was there and failed: say why
     return page("assistant.html", data)
-
-
-def _ask_model(question: str, cited: list[dict], model: str | None = None, history: list[dict] = ()):
-    cfg = _settings()
-    return model_client.chat_stream(cfg["url"], model or cfg["model"], build_messages(question, cited, history),
-                                    max_tokens=cfg["max_tokens"], temperature=float(cfg["temperature"]),
-                                    timeout=float(cfg["timeout_s"]))
 
 
 def cite(answer: str, cited: list[dict]) -> Markup:
@@ -131,8 +73,24 @@ def cite(answer: str, cited: list[dict]) -> Markup:
     return Markup(re.sub(r"\[(\d+)\]", link, str(escape(answer))))
 
 
-def _event(name: str, data) -> str:
+def _sse(name: str, data) -> str:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def sse_events(events) -> str:
+    """answer()'s events as server-sent events: `passages`, `delta`..., then `done` or `error`."""
+    for event in events:
+        if isinstance(event, assistant.PassagesFound):
+            yield _sse("passages", event.passages)
+        elif isinstance(event, assistant.TextDelta):
+            yield _sse("delta", {"text": event.text})
+        elif isinstance(event, assistant.Failed):
+            yield _sse("error", {"message": event.reason, "stage": event.stage})
+        elif event.answered:
+            yield _sse("done", {"finish_reason": event.finish_reason, "answered": True, "usage": event.usage,
+                                "seconds": event.seconds})
+        else:
+            yield _sse("done", {"finish_reason": None, "answered": False, "message": event.message})
 
 
 def stream():
@@ -149,44 +107,16 @@ def stream():
         if not isinstance(body, dict):
             abort(400, description="send a JSON object: {\"q\": question, \"history\": [...], \"books\": [...]}")
         question = str(body.get("q") or "").strip()
-        history = parse_history(body.get("history"))
+        try:
+            history = assistant.parse_history(body.get("history"))
+        except assistant.HistoryError as e:
+            abort(400, description=str(e))
         books = _books(body.get("books") if isinstance(body.get("books"), list) else None)
     else:
         if wants_json():  # EventSource asks for text/event-stream; anything else gets the whole answer at once
             return assistant_page()
         question, history = (request.args.get("q") or "").strip(), []
         books = _books()  # an unknown book is a 404 before the stream starts
-
-    def events():
-        try:
-            cited = _find(question, books, history)
-        except QueryError as e:
-            yield _event("error", {"message": str(e), "stage": "search"})
-            return
-        yield _event("passages", cited)
-        if not cited:
-            yield _event("done", {"finish_reason": None, "answered": False, "message": None})
-            return
-        t0, started, finish = time.monotonic(), False, None
-        try:
-            for event in _ask_model(question, cited, history=history):
-                if isinstance(event, model_client.Delta):
-                    started = True
-                    yield _event("delta", {"text": event.text})
-                else:
-                    finish = event
-        except model_client.ModelUnavailable as e:
-            if started:  # the answer broke off: say so beside what was written
-                yield _event("error", {"message": str(e), "stage": "model"})
-                return
-            # No model (the state of a fresh install) or it refused: the sources are the answer.
-            yield _event("done", {"finish_reason": None, "answered": False,
-                                  "message": f"No answer from a model ({e}); the sources below are what the "
-                                             "library has on your question."})
-            return
-        yield _event("done", {"finish_reason": finish.finish_reason if finish else None, "answered": True,
-                              "usage": finish.usage if finish else None,
-                              "seconds": round(time.monotonic() - t0, 2)})
-
-    return Response(stream_with_context(events()), mimetype="text/event-stream",
+    events = assistant.answer(question, books, _settings(), history)
+    return Response(stream_with_context(sse_events(events)), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

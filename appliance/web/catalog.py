@@ -7,23 +7,27 @@ from xml.sax.saxutils import escape
 
 from flask import Response, abort, request, send_file
 
-from . import services
+from . import worker_state
+from .args import int_arg
 from .render import page
 
 OPDS_TYPE = "application/atom+xml;profile=opds-catalog;kind=acquisition"
 
 
 def book_json(book) -> dict:
+    """The one JSON shape of a book (home, library, book page, search): its metadata and its URLs."""
     data = book.to_json()
     data.pop("path")  # where a file lives on disk is the admin's business
     data["reader_url"] = f"/viewer#{quote(book.name)}/{quote(book.main_path)}" if book.main_path else None
     data["content_url"] = f"/content/{quote(book.name)}/"
     data["illustration"] = f"/catalog/illustration/{quote(book.name)}" if book.illustration_48 else None
+    data["url"] = f"/book/{quote(book.name)}"
+    data["read_url"] = f"/viewer#{quote(book.name)}/"
     return data
 
 
 def _book_or_404(name: str):
-    book = services.get().library.get(name)
+    book = worker_state.get().library.get(name)
     if book is None:
         abort(404, description=f"No book named {name!r} in this library.")
     return book
@@ -52,7 +56,7 @@ def _iso(date: str, fallback: float) -> str:
 
 def opds_entries():
     """OPDS 1.2 acquisition feed of the local library, the shape of Kiwix's /catalog/v2/entries."""
-    s = services.get()
+    s = worker_state.get()
     books = s.library.list()
     lang = request.args.get("lang")
     query = (request.args.get("q") or "").casefold()
@@ -60,11 +64,8 @@ def opds_entries():
         books = [b for b in books if lang in b.language.split(",")]
     if query:
         books = [b for b in books if query in f"{b.title} {b.description}".casefold()]
-    try:
-        start = max(0, int(request.args.get("start", 0)))
-        count = int(request.args.get("count", 0)) or len(books)
-    except ValueError:
-        abort(400, description="start and count must be whole numbers")
+    start = int_arg("start", 0, 0, 1 << 31)
+    count = int_arg("count", 0, -1, 1 << 31) or len(books)  # negative: an empty page
     shown = books[start:start + max(0, count)]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     parts = [
@@ -72,7 +73,7 @@ def opds_entries():
         '<feed xmlns="http://www.w3.org/2005/Atom" xmlns:dc="http://purl.org/dc/terms/"'
         ' xmlns:opds="https://specs.opds.io/opds-1.2" xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/">',
         f"<id>urn:uuid:almanac-{escape(s.version)}-entries</id>",
-        f'<link rel="self" href="{escape(request.full_path)}" type="{OPDS_TYPE}"/>',
+        f'<link rel="self" href="{_attr(request.full_path)}" type="{OPDS_TYPE}"/>',
         f"<title>{escape(s.config.get('portal.title'))} library</title>",
         f"<updated>{now}</updated>",
         f"<totalResults>{len(books)}</totalResults><startIndex>{start}</startIndex>"
@@ -107,6 +108,11 @@ def opds_entries():
     parts.append("</feed>")
     return Response("\n".join(parts), mimetype=OPDS_TYPE.split(";")[0],
                     headers={"Content-Type": f"{OPDS_TYPE}; charset=utf-8"})
+
+
+def _attr(text: str) -> str:
+    """Text for a double-quoted XML attribute: saxutils.escape leaves the quote itself alone."""
+    return escape(text, {'"': "&quot;"})
 
 
 def _category(tags: str) -> str:

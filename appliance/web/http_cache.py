@@ -1,12 +1,12 @@
 """Every conditional and partial response goes through here: ETag, If-None-Match -> 304, Range -> 206,
-gzip for compressible types, Cache-Control.
-"""
+gzip for compressible types, Cache-Control. Headers are parsed with werkzeug's own helpers."""
 from __future__ import annotations
 
 import gzip
 import hashlib
 
 from flask import Request, Response
+from werkzeug.http import parse_etags, parse_range_header
 
 COMPRESSIBLE = ("text/", "application/javascript", "application/json", "application/xml", "image/svg+xml",
                 "application/x-protobuf", "application/geo+json")
@@ -17,33 +17,22 @@ def make_etag(*parts: object) -> str:
     return hashlib.blake2b("\0".join(map(str, parts)).encode(), digest_size=12).hexdigest()
 
 
-def _etag_matches(header: str | None, etag: str) -> bool:
-    if not header:
-        return False
-    if header.strip() == "*":
-        return True
-    tags = [t.strip().removeprefix("W/").strip('"') for t in header.split(",")]
-    return etag in tags or f"{etag}-gz" in tags
+def etag_matches(header: str | None, etag: str) -> bool:
+    """Does an If-None-Match or If-Range header name this ETag (weakly, in either encoding, or `*`)?
+
+    The gzipped representation's ETag is `etag-gz`; a cache holding either one is up to date.
+    """
+    tags = parse_etags(header)
+    return tags.contains_weak(etag) or tags.contains_weak(f"{etag}-gz")
 
 
-def _parse_range(header: str, size: int) -> tuple[int, int] | None | bool:
-    """(start, end) inclusive for one satisfiable byte range; None to ignore; False if unsatisfiable."""
-    if not header.startswith("bytes=") or "," in header:
-        return None  # multi-range: serving the whole body is allowed and simpler
-    first, _, last = header[6:].strip().partition("-")
-    try:
-        if first == "":
-            length = int(last)
-            if length <= 0:
-                return False
-            return max(0, size - length), size - 1
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
+def byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """[start, stop) of the one byte range asked for; None to ignore the header (malformed, or several
+    ranges: serving the whole body is allowed and simpler); False when it cannot be satisfied."""
+    asked = parse_range_header(header)
+    if asked is None or asked.units != "bytes" or len(asked.ranges) != 1:
         return None
-    if start >= size or end < start:
-        return False
-    return start, min(end, size - 1)
+    return asked.range_for_length(size) or False
 
 
 def send_bytes(request: Request, body: bytes, mimetype: str, etag: str, max_age: int = 3600,
@@ -55,19 +44,18 @@ def send_bytes(request: Request, body: bytes, mimetype: str, etag: str, max_age:
     if not compressible:
         headers["Accept-Ranges"] = "bytes"
 
-    if _etag_matches(request.headers.get("If-None-Match"), etag):
+    if etag_matches(request.headers.get("If-None-Match"), etag):
         return Response(status=304, headers={**headers, "ETag": f'"{etag}"'})
 
     range_header = request.headers.get("Range")
     if range_header and not compressible and status == 200:
-        span = _parse_range(range_header, len(body))
+        span = byte_range(range_header, len(body))
         if span is False:
             return Response(status=416, headers={**headers, "Content-Range": f"bytes */{len(body)}"})
-        if span:
-            start, end = span
-            if not request.headers.get("If-Range") or _etag_matches(request.headers.get("If-Range"), etag):
-                return Response(body[start:end + 1], status=206, mimetype=mimetype, headers={
-                    **headers, "ETag": f'"{etag}"', "Content-Range": f"bytes {start}-{end}/{len(body)}"})
+        if span and (not request.headers.get("If-Range") or etag_matches(request.headers.get("If-Range"), etag)):
+            start, stop = span
+            return Response(body[start:stop], status=206, mimetype=mimetype, headers={
+                **headers, "ETag": f'"{etag}"', "Content-Range": f"bytes {start}-{stop - 1}/{len(body)}"})
 
     if compressible and "gzip" in request.headers.get("Accept-Encoding", ""):
         # A distinct ETag for the gzipped representation, as RFC 9110 asks of different encodings.

@@ -1,26 +1,20 @@
-"""Portal pages: home, library list, health."""
+"""Portal pages: home, library list, health, book illustrations."""
 from __future__ import annotations
 
 from flask import abort, jsonify, request
 
-from . import services
+from content import entries
+
+from . import worker_state
+from .catalog import book_json
 from .http_cache import make_etag, send_bytes
 from .render import page
 
 
-def _book_card(book) -> dict:
-    return {
-        "name": book.name, "title": book.title, "description": book.description, "language": book.language,
-        "article_count": book.article_count, "size": book.size, "date": book.date,
-        "url": f"/book/{book.name}", "read_url": f"/viewer#{book.name}/", "illustration": f"/catalog/illustration/{book.name}"
-        if book.illustration_48 else None,
-    }
-
-
 def home():
-    s = services.get()
+    s = worker_state.get()
     s.library.scan_if_due()
-    books = [_book_card(b) for b in s.library.list()]
+    books = [book_json(b) for b in s.library.list()]
     installed = s.installed()
     return page("home.html", {
         "title": s.config.get("portal.title"),
@@ -39,9 +33,9 @@ def home():
 
 
 def library():
-    s = services.get()
+    s = worker_state.get()
     s.library.scan_if_due()
-    books = [_book_card(b) for b in s.library.list()]
+    books = [book_json(b) for b in s.library.list()]
     language = request.args.get("lang")
     languages = sorted({b["language"] for b in books if b["language"]})
     if language:
@@ -50,15 +44,13 @@ def library():
 
 
 def illustration(name: str):
-    s = services.get()
-    archive = s.library.archive(name)
-    if archive is None or not archive.has_illustration(48):
+    archive = worker_state.get().library.archive(name)
+    item = entries.illustration(archive) if archive is not None else None
+    if item is None:
         abort(404)
-    item = archive.get_illustration_item(48)
-    return send_bytes(request, bytes(item.content), item.mimetype or "image/png",
-                      make_etag(archive.uuid, "illustration48"), max_age=86400)
+    return send_bytes(request, item.body, item.mimetype, make_etag(item.uuid, item.path), max_age=86400)
 
 
 def healthz():
-    s = services.get()
+    s = worker_state.get()
     return jsonify({"status": "ok", "version": s.version, "uptime_s": s.uptime_s(), "installed": s.installed()})

@@ -1,19 +1,18 @@
 """The ZIM reader: /content/<book>/<path>, main pages and random articles, as Kiwix clients expect."""
 from __future__ import annotations
 
-import random
 from urllib.parse import quote
 
 from flask import abort, redirect, render_template, request
 
-from . import services
-from .http_cache import make_etag, send_bytes
+from content import entries
 
-MAX_REDIRECTS = 32
+from . import worker_state
+from .http_cache import make_etag, send_bytes
 
 
 def _archive_or_404(book: str):
-    archive = services.get().library.archive(book)
+    archive = worker_state.get().library.archive(book)
     if archive is None:
         abort(404, description=f"No book named {book!r} in this library.")
     return archive
@@ -26,75 +25,42 @@ def _content_url(book: str, path: str, raw: bool = False) -> str:
 
 def main_page(book: str):
     archive = _archive_or_404(book)
-    if not archive.has_main_entry:
+    try:
+        path = entries.main_path(archive)
+    except entries.RedirectLoop as e:
+        abort(404, description=str(e))
+    if path is None:
         return redirect(f"/search?content={quote(book)}", 302)  # no main page: offer its search
-    return redirect(_content_url(book, _resolve(archive.main_entry).path), 302)
-
-
-def _resolve(entry):
-    for _ in range(MAX_REDIRECTS):
-        if not entry.is_redirect:
-            return entry
-        entry = entry.get_redirect_entry()
-    abort(404, description="This page redirects in a loop.")
-
-
-def _find_entry(archive, path: str):
-    candidates = [path]
-    if not archive.has_new_namespace_scheme and "/" not in path[:2]:
-        candidates.append(f"A/{path}")  # old-scheme archive asked with a new-style path
-    for candidate in candidates:
-        try:
-            return archive.get_entry_by_path(candidate)
-        except KeyError:
-            continue
-    return None
+    return redirect(_content_url(book, path), 302)
 
 
 def content(book: str, path: str, raw: bool = False):
     archive = _archive_or_404(book)
-    entry = _find_entry(archive, path)
-    if entry is None:
-        abort(404, description=f"No page {path!r} in {book}.")
-    if entry.is_redirect:
-        return redirect(_content_url(book, _resolve(entry).path, raw), 302)
     try:
-        item = entry.get_item()
-        body = bytes(item.content)
-    except (RuntimeError, OSError):
+        found = entries.lookup(archive, path)
+    except entries.RedirectLoop as e:
+        abort(404, description=str(e))
+    except entries.Unreadable:
         abort(404, description=f"{path!r} cannot be read from {book} (was the file removed?).")
-    mimetype = item.mimetype or "application/octet-stream"
-    return send_bytes(request, body, mimetype, make_etag(archive.uuid, entry.path), max_age=3600)
+    if found is None:
+        abort(404, description=f"No page {path!r} in {book}.")
+    if isinstance(found, entries.Redirect):
+        return redirect(_content_url(book, found.path, raw), 302)
+    return send_bytes(request, found.body, found.mimetype, make_etag(found.uuid, found.path), max_age=3600)
 
 
 def random_article():
-    s = services.get()
+    s = worker_state.get()
     book = request.args.get("content") or next((b.name for b in s.library.list()), None)
     if not book:
         abort(404, description="The library is empty.")
-    archive = _archive_or_404(book)
-    entry = _random_page(archive)
-    if entry is None:
-        abort(404, description=f"{book} has no articles to pick from.")
-    return redirect(_content_url(book, entry.path), 302)
-
-
-def _random_page(archive):
     try:
-        for _ in range(16):  # a random front entry can be a redirect; try a few
-            entry = archive.get_random_entry()
-            if not entry.is_redirect:
-                return entry
-        return _resolve(entry)
-    except (KeyError, RuntimeError):
-        pass
-    # Older archives flag no front articles at all: draw HTML entries by id instead.
-    rng = random.Random()
-    for _ in range(64):
-        entry = archive._get_entry_by_id(rng.randrange(archive.all_entry_count))
-        if not entry.is_redirect and entry.get_item().mimetype.startswith("text/html"):
-            return entry
-    return None
+        path = entries.random_path(_archive_or_404(book))
+    except entries.RedirectLoop as e:
+        abort(404, description=str(e))
+    if path is None:
+        abort(404, description=f"{book} has no articles to pick from.")
+    return redirect(_content_url(book, path), 302)
 
 
 def viewer():

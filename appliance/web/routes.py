@@ -1,10 +1,11 @@
 """Every URL the portal answers, in one place (blueprint, rule, view[, methods: GET and HEAD unless named])."""
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, render_template, request
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import assistant, catalog, maps, portal, reader, search
+from . import assistant, catalog, maps, portal, reader, search, worker_state
+from .render import wants_json
 
 ROUTES = {
     "portal": [
@@ -70,17 +71,15 @@ def duration(seconds: float) -> str:
 
 
 def _http_error(e: HTTPException):
-    if request.args.get("format") == "json" or request.path == "/healthz" or request.is_json:
+    if wants_json() or request.path == "/healthz":
         return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
     return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
 
 
 def _unexpected_error(e: Exception):
     # A bug or a broken file must cost one request, never the worker.
-    from flask import current_app
-
     current_app.logger.exception("unhandled error on %s", request.path)
-    if request.args.get("format") == "json":
+    if wants_json():
         return jsonify({"error": "Internal Server Error", "status": 500}), 500
     return render_template("error.html", code=500, name="Something went wrong",
                            message="The server hit an error on this page; it is logged."), 500
@@ -90,14 +89,10 @@ def _notice_new_archives() -> None:
     # Archives dropped in, replaced or deleted appear without a restart; scan_if_due is throttled and
     # costs one directory listing when nothing changed.
     if not request.path.startswith("/static/"):
-        from . import services
-
-        services.get().library.scan_if_due()
+        worker_state.get().library.scan_if_due()
 
 
 def _layout_context() -> dict:
-    from . import services
-
-    s = services.get()
+    s = worker_state.get()
     return {"site_title": s.config.get("portal.title"), "version": s.version, "installed": s.installed(),
             "disk": s.disk(), "uptime_s": s.uptime_s()}

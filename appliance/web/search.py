@@ -6,59 +6,54 @@ import html
 from flask import abort, jsonify, request
 
 from content.search import QueryError, search_books
+from content.suggest import highlight
+from content.suggest import suggest as title_suggestions
 
-from . import services
+from . import worker_state
+from .args import int_arg
 from .render import page, wants_json
 
 MAX_PAGE_LENGTH = 100
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        abort(400, description=f"{name} must be a whole number")
-    return max(low, min(high, value))
+def requested_books() -> list[str]:
+    """The books a request names: ?books.name= and ?content=, each repeatable (Kiwix spells it both ways)."""
+    return request.args.getlist("books.name") + request.args.getlist("content")
 
 
 def search():
-    s = services.get()
+    """The HTML page of hits; its JSON twin is always the list of hits ({book, path, title, snippet})."""
+    s = worker_state.get()
     pattern = request.args.get("pattern", request.args.get("q", ""))
-    wanted = request.args.getlist("books.name") + request.args.getlist("content")
-    start = _int_arg("start", 0, 0, 10_000)
-    page_length = _int_arg("pageLength", 25, 1, MAX_PAGE_LENGTH)
-    books = [b for b in s.library.list() if not wanted or b.name in wanted]
-    if wanted and not books:
+    start = int_arg("start", 0, 0, 10_000)
+    page_length = int_arg("pageLength", 25, 1, MAX_PAGE_LENGTH)
+    chosen = s.library.select(requested_books())
+    if chosen.unknown:
         abort(404, description="None of the requested books is in this library.")
+    names = [b.name for b in chosen.books]
     if not pattern.strip():
+        if wants_json():
+            return jsonify([])
         return page("search.html", {"pattern": "", "hits": [], "estimated_total": 0, "start": 0,
-                                    "page_length": page_length, "books": [b.name for b in books]})
-    archives = [(b.name, a) for b in books if (a := s.library.archive(b.name)) is not None]
+                                    "page_length": page_length, "books": names})
     try:
-        result = search_books(archives, pattern, start, page_length)
+        result = search_books(chosen.archives, pattern, start, page_length)
     except QueryError as e:
         abort(400, description=str(e))
-    hits = [{"book": h.book, "path": h.path, "title": h.title, "snippet": h.snippet} for h in result.hits]
+    hits = [h.to_json() for h in result.hits]
     if wants_json():
-        return jsonify([{"book": h["book"], "path": h["path"], "title": h["title"], "snippet": h["snippet"]}
-                        for h in hits])
+        return jsonify(hits)
     return page("search.html", {"pattern": result.pattern, "hits": hits, "estimated_total": result.estimated_total,
-                                "start": start, "page_length": page_length, "books": [b.name for b in books],
-                                "chosen": [b.name for b in books] if wanted else []})
+                                "start": start, "page_length": page_length, "books": names,
+                                "chosen": names if chosen.named else []})
 
 
 def suggest():
     """Kiwix's /suggest?content=BOOK&term=T&count=N: [{"value","label","kind","path"}], then a full-text row."""
-    from content.suggest import highlight
-    from content.suggest import suggest as title_suggestions
-
-    s = services.get()
+    s = worker_state.get()
     book_name = request.args.get("content") or request.args.get("books.name")
     term = request.args.get("term", "")
-    count = _int_arg("count", 10, 1, 50)
+    count = int_arg("count", 10, 1, 50)
     book = s.library.get(book_name) if book_name else None
     if book is None:
         abort(404, description="Unknown or missing book (content=...).")

@@ -6,7 +6,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .tiles import ArchiveError, TileFormat
+from .formats import ArchiveError, TileFormat
 
 FORMATS = {
     "pbf": TileFormat("pbf", "application/x-protobuf", vector=True),

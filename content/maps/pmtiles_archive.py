@@ -17,7 +17,7 @@ from pathlib import Path
 from pmtiles.tile import (Compression, Entry, TileType, deserialize_header, find_tile, read_varint,
                           zxy_to_tileid)
 
-from .tiles import ArchiveError, TileFormat
+from .formats import ArchiveError, TileFormat
 
 HEADER_BYTES = 127
 LEAF_CACHE_ENTRIES = 64

@@ -12,7 +12,7 @@ from content.maps.pmtiles_archive import PMTilesArchive
 from content.maps.registry import MapRegistry
 from content.maps.tiles import ArchiveError, describe, open_archive, schema
 
-from .conftest import ARCHIVES, shared_map
+from .maps_testing import ARCHIVES, shared_map
 
 
 @pytest.mark.parametrize("key", list(ARCHIVES))

@@ -42,7 +42,7 @@ def test_removed_book_leaves_the_map(maps_app, maps_client, geo_book):
     assert maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=5").get_json()
     maps_app.extensions["almanac"].library.remove("north")
     geo_book.unlink()
-    maps_app.extensions["almanac_maps"]._geo_synced = -1e9  # as if the sync interval had passed
+    maps_app.extensions["almanac"].maps._geo_synced = -1e9  # as if the sync interval had passed
     assert maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=5").get_json() == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from .cdp import Browser
-from .conftest import install_built, wheelhouse_tarball
+from .maps_testing import install_built, wheelhouse_tarball
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
 
@@ -115,7 +115,7 @@ def test_a_region_cut_from_a_local_planet_file_shows_streets(built_maps, data_di
     region's roads and buildings are drawn, with the world basemap still underneath."""
     from almanac_testing import almanac
 
-    from .conftest import shared_map
+    from .maps_testing import shared_map
 
     install_built(built_maps, data_dir)
     added = almanac("maps", "add-region", "--bbox", "24.90,60.15,24.98,60.18", "--maxzoom", "14", "--source",

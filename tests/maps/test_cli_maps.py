@@ -6,7 +6,7 @@ import shutil
 
 from almanac_testing import almanac
 
-from .conftest import shared_map
+from .maps_testing import shared_map
 
 
 def test_add_list_remove(data_dir):
@@ -29,7 +29,7 @@ def test_add_list_remove(data_dir):
 
 
 def test_init_is_idempotent(built_maps, data_dir):
-    from .conftest import install_built
+    from .maps_testing import install_built
 
     install_built(built_maps, data_dir)
     proc = almanac("maps", "init", "--no-npm")
@@ -64,7 +64,7 @@ def test_built_basemap_has_land_borders_and_cities(built_maps):
 def test_init_unpacks_the_newest_tarball_of_a_folder_and_refuses_a_bad_one(built_maps, data_dir, tmp_path):
     from content.maps import vendor
 
-    from .conftest import install_built
+    from .maps_testing import install_built
     from .test_vendor import make_tarball
 
     install_built(built_maps, data_dir)

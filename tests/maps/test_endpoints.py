@@ -10,7 +10,7 @@ from pmtiles.reader import MmapSource, all_tiles
 
 from content.maps.registry import MapRegistry
 
-from .conftest import ARCHIVES, install_built, shared_map
+from .maps_testing import ARCHIVES, install_built, shared_map
 
 
 @pytest.fixture
@@ -226,11 +226,10 @@ def test_fast_path_answers_like_the_view(maps_app, maps_client, served):
     """Tiles usually skip Flask (TileFastPath); the Flask view behind it must give the same answer."""
     from werkzeug.test import Client
 
-    from appliance.maps import TileFastPath
+    from appliance.web.tile_fast_path import TileFastPath
 
     name = served["protomaps10m"]
-    maps_client.get("/maps/style.json")  # the first maps request installs the fast path
-    assert isinstance(maps_app.wsgi_app, TileFastPath)
+    assert isinstance(maps_app.wsgi_app, TileFastPath)  # the app factory puts it in front of Flask
     flask_only = Client(maps_app.wsgi_app.wsgi_app)
     (z, x, y), stored = max(_tiles("protomaps10m"), key=lambda t: len(t[1]))
     url = f"/maps/tiles/{name}/{z}/{x}/{y}.pbf"

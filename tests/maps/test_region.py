@@ -8,7 +8,7 @@ from content.maps import region
 from content.maps.pmtiles_archive import PMTilesArchive
 from almanac_testing import almanac
 
-from .conftest import shared_map
+from .maps_testing import shared_map
 
 FINLAND = (20.6, 59.8, 31.6, 70.1)
 

@@ -11,7 +11,7 @@ import pytest
 
 from content.maps import vendor
 
-from .conftest import wheelhouse_tarball
+from .maps_testing import wheelhouse_tarball
 
 
 def fake_js(version: str) -> bytes:

@@ -1,6 +1,6 @@
 """The assistant's pages without a model: cited passages from the library, clear notes, no 500s.
 
-The answers written by a real model server are tested in tests/engine/test_assistant_answers.py.
+The answers written by a real model server are tested beside this file, in test_assistant_answers.py.
 """
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import json
 
 import pytest
 
-from appliance import assistant
-from content.search import plain_text
 from almanac_testing import free_port, sse_events
+from appliance import assistant
+from appliance.web.assistant import cite
+from content.search import plain_text
 
 QUESTION = "How do I add zim files to the library?"
 
@@ -89,7 +90,7 @@ def test_bad_questions_are_a_clear_400_and_a_stream_error(client, q, message):
 
 def test_citations_become_links_and_the_answer_is_escaped():
     cited = [{"n": 1}, {"n": 2}]
-    html = str(assistant.cite("Etna <b>erupts</b> [1][2], see [3] & [0].", cited))
+    html = str(cite("Etna <b>erupts</b> [1][2], see [3] & [0].", cited))
     assert html == ('Etna &lt;b&gt;erupts&lt;/b&gt; <a class="cite" href="#source-1">[1]</a>'
                     '<a class="cite" href="#source-2">[2]</a>, see [3] &amp; [0].')
 
