@@ -1,4 +1,5 @@
 """The data directory's fixed layout, created on first use."""
+
 from __future__ import annotations
 
 import os
@@ -62,6 +63,7 @@ def prepare(config: Config) -> DataDir:
         probe.unlink()
     except OSError as e:
         reason = e.strerror or str(e)
-        raise ConfigError(config.data_dir_source, "data_dir",
-                          f"{data.root} is not a writable directory ({reason})") from None
+        raise ConfigError(
+            config.data_dir_source, "data_dir", f"{data.root} is not a writable directory ({reason})"
+        ) from None
     return data

@@ -1,5 +1,6 @@
 """How a path in a book becomes what to send: redirects (followed up to one limit), the old-namespace fallback,
 main page, random article and illustration. The web views call these and never touch a libzim entry."""
+
 from __future__ import annotations
 
 import random

@@ -3,6 +3,7 @@
 Books are registered in the state database. Files dropped into the archives folder, replaced or removed are
 noticed by ``scan()`` (cheap: one directory listing and a stat per file), so nothing needs a restart.
 """
+
 from __future__ import annotations
 
 import os
@@ -88,6 +89,7 @@ def set_cluster_cache_mb(mb: int) -> None:
 @dataclass(frozen=True)
 class Selection:
     """The books a request names (every book when it names none), and the open archives of those readable."""
+
     books: list[Book]
     archives: list[tuple[str, object]]  # (name, libzim Archive), in library order
     named: bool  # the request named books
@@ -128,19 +130,33 @@ class Library:
             raise LibraryError(str(e)) from None
         stat = path.stat()
         row = dict(
-            name=name, path=str(path), uuid=info["uuid"], title=info["title"] or name,
-            description=info["description"], language=info["language"], creator=info["creator"],
-            publisher=info["publisher"], date=info["date"], tags=info["tags"], flavour=info["flavour"],
-            article_count=info["article_count"], media_count=info["media_count"], size=stat.st_size,
-            main_path=info["main_path"], has_fulltext_index=int(info["has_fulltext_index"]),
-            has_title_index=int(info["has_title_index"]), illustration_48=int(info["illustration_48"]),
-            mtime_ns=stat.st_mtime_ns, added_at=time.time(),
+            name=name,
+            path=str(path),
+            uuid=info["uuid"],
+            title=info["title"] or name,
+            description=info["description"],
+            language=info["language"],
+            creator=info["creator"],
+            publisher=info["publisher"],
+            date=info["date"],
+            tags=info["tags"],
+            flavour=info["flavour"],
+            article_count=info["article_count"],
+            media_count=info["media_count"],
+            size=stat.st_size,
+            main_path=info["main_path"],
+            has_fulltext_index=int(info["has_fulltext_index"]),
+            has_title_index=int(info["has_title_index"]),
+            illustration_48=int(info["illustration_48"]),
+            mtime_ns=stat.st_mtime_ns,
+            added_at=time.time(),
         )
         with self._lock:
             self._conn.execute("DELETE FROM books WHERE path = ? AND name != ?", (row["path"], name))
             self._conn.execute(
                 f"INSERT OR REPLACE INTO books ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()))
+                tuple(row.values()),
+            )
             self._conn.execute("DELETE FROM rejected_files WHERE path = ?", (row["path"],))
             self._archives.pop(name, None)
         return self.get(name)
@@ -198,8 +214,10 @@ class Library:
                 self.add(path)
                 changes["updated" if book else "added"].append(book_name(Path(path)))
             except LibraryError as e:
-                self._conn.execute("INSERT OR REPLACE INTO rejected_files VALUES (?, ?, ?, ?)",
-                                   (path, stat.st_mtime_ns, stat.st_size, str(e)))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO rejected_files VALUES (?, ?, ?, ?)",
+                    (path, stat.st_mtime_ns, stat.st_size, str(e)),
+                )
                 changes["rejected"].append(str(e))
         self._last_scan = time.monotonic()
         return changes

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import CheckpointError
 
 
 def info(path: str | os.PathLike) -> dict:
@@ -78,9 +77,3 @@ def verify(path: str | os.PathLike) -> list[Problem]:
         if size == layer.size and digest.hexdigest() != layer.sha256:
             problems.append(Problem(str(p), "sha256 mismatch"))
     return problems
-
-
-def require_sound(path: str | os.PathLike) -> None:
-    problems = verify(path)
-    if problems:
-        raise CheckpointError(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -174,7 +174,9 @@ def _layer(obj: dict, where: str, alignment: int) -> LayerSpec:
     if layer.size != layer.stride * layer.num_experts:
         raise CheckpointError(f"{MANIFEST_NAME}: field '{where}size' = {layer.size} does not match stride x experts")
     if len(layer.crc32) != layer.num_experts:
-        raise CheckpointError(f"{MANIFEST_NAME}: field '{where}crc32' has {len(layer.crc32)} entries, expected {layer.num_experts}")
+        raise CheckpointError(
+            f"{MANIFEST_NAME}: field '{where}crc32' has {len(layer.crc32)} entries, expected {layer.num_experts}"
+        )
     return layer
 
 

@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder: a tmp data dir, the app over the shared archives, a CLI runner, a live
 server and the tiny engine checkpoints. Helpers live in almanac_testing.py (and tinymoe.py for checkpoints),
 never here: tests import nothing from a conftest."""
+
 from __future__ import annotations
 
 import shutil
@@ -73,8 +74,12 @@ def live_server(data_dir):
     """`almanac serve` as a real gunicorn process on a free port of 127.0.0.1."""
     port = free_port()
     log = open(data_dir.parent / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         yield f"http://127.0.0.1:{port}"

@@ -1,4 +1,5 @@
 """Kiwix-compatible URLs and the reader around articles: suggest, raw, OPDS, book home, viewer, ranking."""
+
 from __future__ import annotations
 
 import shutil

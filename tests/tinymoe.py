@@ -24,38 +24,83 @@ VOCAB = 320
 
 CONFIGS = {
     "qwen3_moe": {
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
-        "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-        "num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1,
-        "mlp_only_layers": [], "moe_intermediate_size": 64, "rms_norm_eps": 1e-6,
-        "rope_theta": 10000.0, "tie_word_embeddings": False,
-        "max_position_embeddings": 4096, "norm_topk_prob": True,
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "intermediate_size": 128,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "num_experts": 16,
+        "num_experts_per_tok": 4,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "moe_intermediate_size": 64,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 4096,
+        "norm_topk_prob": True,
     },
     "mixtral": {
-        "model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
-        "hidden_size": 64, "intermediate_size": 64, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2, "num_local_experts": 8,
-        "num_experts_per_tok": 2, "rms_norm_eps": 1e-5, "rope_theta": 1e6,
+        "model_type": "mixtral",
+        "architectures": ["MixtralForCausalLM"],
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 1e6,
         "tie_word_embeddings": False,
     },
     "deepseek_v3": {
-        "model_type": "deepseek_v3", "architectures": ["DeepseekV3ForCausalLM"],
-        "hidden_size": 64, "intermediate_size": 128, "moe_intermediate_size": 64,
-        "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 4,
-        "n_shared_experts": 1, "n_routed_experts": 16, "routed_scaling_factor": 2.5,
-        "kv_lora_rank": 64, "q_lora_rank": 64, "qk_rope_head_dim": 16, "v_head_dim": 32,
-        "qk_nope_head_dim": 32, "topk_method": "noaux_tc", "scoring_func": "sigmoid",
-        "norm_topk_prob": True, "n_group": 2, "topk_group": 1, "num_experts_per_tok": 4,
-        "moe_layer_freq": 1, "first_k_dense_replace": 1, "max_position_embeddings": 4096,
-        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": False,
+        "model_type": "deepseek_v3",
+        "architectures": ["DeepseekV3ForCausalLM"],
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "moe_intermediate_size": 64,
+        "num_hidden_layers": 3,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "n_shared_experts": 1,
+        "n_routed_experts": 16,
+        "routed_scaling_factor": 2.5,
+        "kv_lora_rank": 64,
+        "q_lora_rank": 64,
+        "qk_rope_head_dim": 16,
+        "v_head_dim": 32,
+        "qk_nope_head_dim": 32,
+        "topk_method": "noaux_tc",
+        "scoring_func": "sigmoid",
+        "norm_topk_prob": True,
+        "n_group": 2,
+        "topk_group": 1,
+        "num_experts_per_tok": 4,
+        "moe_layer_freq": 1,
+        "first_k_dense_replace": 1,
+        "max_position_embeddings": 4096,
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 10000.0,
+        "attention_bias": False,
     },
     "gpt_oss": {
-        "model_type": "gpt_oss", "architectures": ["GptOssForCausalLM"],
-        "num_hidden_layers": 2, "num_local_experts": 8, "num_experts_per_tok": 2,
-        "rms_norm_eps": 1e-5, "hidden_size": 64, "intermediate_size": 64,
-        "head_dim": 16, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "sliding_window": 16, "rope_theta": 150000,
+        "model_type": "gpt_oss",
+        "architectures": ["GptOssForCausalLM"],
+        "num_hidden_layers": 2,
+        "num_local_experts": 8,
+        "num_experts_per_tok": 2,
+        "rms_norm_eps": 1e-5,
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "head_dim": 16,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "sliding_window": 16,
+        "rope_theta": 150000,
         "layer_types": ["sliding_attention", "full_attention"],
         "quantization_config": {"quant_method": "mxfp4"},
     },
@@ -63,18 +108,33 @@ CONFIGS = {
         "model_type": "qwen3_5_moe",
         "architectures": ["Qwen3_5MoeForConditionalGeneration"],
         "text_config": {
-            "model_type": "qwen3_5_moe_text", "hidden_size": 64, "num_hidden_layers": 4,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-            "rms_norm_eps": 1e-6, "max_position_embeddings": 4096,
-            "linear_num_value_heads": 4, "linear_num_key_heads": 2,
-            "linear_key_head_dim": 16, "linear_value_head_dim": 16,
-            "linear_conv_kernel_dim": 4, "full_attention_interval": 2,
-            "tie_word_embeddings": False, "attention_bias": False,
-            "num_experts": 16, "num_experts_per_tok": 4, "decoder_sparse_step": 1,
-            "shared_expert_intermediate_size": 64, "moe_intermediate_size": 64,
-            "norm_topk_prob": True, "intermediate_size": 128,
+            "model_type": "qwen3_5_moe_text",
+            "hidden_size": 64,
+            "num_hidden_layers": 4,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "rms_norm_eps": 1e-6,
+            "max_position_embeddings": 4096,
+            "linear_num_value_heads": 4,
+            "linear_num_key_heads": 2,
+            "linear_key_head_dim": 16,
+            "linear_value_head_dim": 16,
+            "linear_conv_kernel_dim": 4,
+            "full_attention_interval": 2,
+            "tie_word_embeddings": False,
+            "attention_bias": False,
+            "num_experts": 16,
+            "num_experts_per_tok": 4,
+            "decoder_sparse_step": 1,
+            "shared_expert_intermediate_size": 64,
+            "moe_intermediate_size": 64,
+            "norm_topk_prob": True,
+            "intermediate_size": 128,
             "rope_parameters": {
-                "type": "default", "mrope_section": [2, 1, 1], "rope_theta": 10000.0,
+                "type": "default",
+                "mrope_section": [2, 1, 1],
+                "rope_theta": 10000.0,
                 "partial_rotary_factor": 0.5,
             },
         },
@@ -166,8 +226,15 @@ def _to_hf(arch: str, params: dict, cfg: dict) -> dict:
             params[prefix + "experts.down_proj"] = d
         # Hugging Face keeps these norms zero-centred; mlx-lm adds 1 when it sanitizes.
         for k in list(params):
-            if k.endswith(("input_layernorm.weight", "post_attention_layernorm.weight",
-                           "model.language_model.norm.weight", "q_norm.weight", "k_norm.weight")):
+            if k.endswith(
+                (
+                    "input_layernorm.weight",
+                    "post_attention_layernorm.weight",
+                    "model.language_model.norm.weight",
+                    "q_norm.weight",
+                    "k_norm.weight",
+                )
+            ):
                 params[k] = mx.random.normal(params[k].shape) * 0.1
     return params
 
@@ -179,8 +246,10 @@ def _train_tokenizer(directory: Path) -> None:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB, special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=VOCAB,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     text = [
         "The quick brown fox jumps over the lazy dog.",
@@ -189,10 +258,15 @@ def _train_tokenizer(directory: Path) -> None:
     ] * 20
     tok.train_from_iterator(text, trainer)
     tok.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>",
-        "model_max_length": 4096,
-    }))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "eos_token": "<|endoftext|>",
+                "model_max_length": 4096,
+            }
+        )
+    )
 
 
 def build_hf_checkpoint(arch: str, directory: Path, seed: int = 0) -> Path:
@@ -201,10 +275,7 @@ def build_hf_checkpoint(arch: str, directory: Path, seed: int = 0) -> Path:
     cfg = _config(arch)
     params = _mlx_params(cfg, seed)
     params = _to_hf(arch, params, cfg.get("text_config", cfg))
-    params = {
-        k: (v.astype(mx.bfloat16) if mx.issubdtype(v.dtype, mx.floating) else v)
-        for k, v in params.items()
-    }
+    params = {k: (v.astype(mx.bfloat16) if mx.issubdtype(v.dtype, mx.floating) else v) for k, v in params.items()}
     mx.save_safetensors(str(directory / "model.safetensors"), params, metadata={"format": "pt"})
     (directory / "config.json").write_text(json.dumps(cfg, indent=1))
     _train_tokenizer(directory)

@@ -4,6 +4,7 @@ The portal runs several worker processes, and a model must be loaded once, so th
 server process and the portal talks to it over HTTP. Only the stdlib: the assistant's one request type does
 not justify an HTTP library.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,6 +61,7 @@ def list_models(base: str, timeout: float = 3.0) -> list[str]:
 @dataclass(frozen=True)
 class ServerState:
     """What a model server says of itself: the model the assistant would ask, or why there is none."""
+
     url: str
     models: list[str]
     model: str | None  # the configured name, else the first listed; None when nothing can answer
@@ -85,8 +87,9 @@ def _reason(e: Exception) -> str:
     return str(reason).strip() or type(e).__name__
 
 
-def chat_stream(base: str, model: str, messages: list[dict], max_tokens: int, temperature: float,
-                timeout: float) -> Iterator[Delta | Finished]:
+def chat_stream(
+    base: str, model: str, messages: list[dict], max_tokens: int, temperature: float, timeout: float
+) -> Iterator[Delta | Finished]:
     """Stream one chat completion: Delta events as text arrives, then one Finished.
 
     `model` empty: the first model the server lists. Raises ModelUnavailable before the first event when the
@@ -97,11 +100,22 @@ def chat_stream(base: str, model: str, messages: list[dict], max_tokens: int, te
         if not names:
             raise ModelUnavailable(f"the model server at {base} lists no model")
         model = names[0]
-    body = json.dumps({"model": model, "messages": messages, "max_tokens": max_tokens,
-                       "temperature": temperature, "stream": True,
-                       "stream_options": {"include_usage": True}}).encode()
-    req = urllib.request.Request(_endpoint(base, "/chat/completions"), data=body, method="POST",
-                                 headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+    body = json.dumps(
+        {
+            "model": model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+    ).encode()
+    req = urllib.request.Request(
+        _endpoint(base, "/chat/completions"),
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Accept": "text/event-stream"},
+    )
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:

@@ -1,4 +1,5 @@
 """What the model is given: the instructions, the conversation so far, the numbered passages, the question."""
+
 from __future__ import annotations
 
 SYSTEM_PROMPT = (
@@ -26,7 +27,7 @@ def parse_history(raw) -> list[dict]:
         raise HistoryError(f"history must be a list of at most {MAX_HISTORY} {{q, a}} turns")
     for turn in raw:
         if not (isinstance(turn, dict) and isinstance(turn.get("q"), str) and isinstance(turn.get("a"), str)):
-            raise HistoryError("each history turn must be {\"q\": text, \"a\": text}")
+            raise HistoryError('each history turn must be {"q": text, "a": text}')
     return [{"q": t["q"][:QUESTION_CHARS], "a": t["a"]} for t in raw]
 
 
@@ -41,7 +42,9 @@ def build_messages(question: str, cited: list[dict], history: list[dict] = ()) -
     sources = "\n\n".join(f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}" for c in cited)
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for turn in list(history)[-HISTORY_TURNS:]:
-        messages += [{"role": "user", "content": turn["q"]},
-                     {"role": "assistant", "content": turn["a"][:HISTORY_CHARS]}]
+        messages += [
+            {"role": "user", "content": turn["q"]},
+            {"role": "assistant", "content": turn["a"][:HISTORY_CHARS]},
+        ]
     messages.append({"role": "user", "content": f"Passages from the library:\n\n{sources}\n\nQuestion: {question}"})
     return messages

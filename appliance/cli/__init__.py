@@ -3,6 +3,7 @@
 One module per command group: serve.py (serve, stop, status, urls, version), config.py, content.py, maps.py,
 model.py, doctor.py and ask.py.
 """
+
 from __future__ import annotations
 
 import sys
@@ -16,8 +17,13 @@ from .state import CliState
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="ALMANAC_CONFIG", metavar="FILE",
-              help="Configuration file (default: $ALMANAC_CONFIG, ~/.config/almanac/config.yaml, /etc/almanac/config.yaml).")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="ALMANAC_CONFIG",
+    metavar="FILE",
+    help="Configuration file (default: $ALMANAC_CONFIG, ~/.config/almanac/config.yaml, /etc/almanac/config.yaml).",
+)
 @click.version_option(__version__, "--version", prog_name="almanac")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None):
@@ -25,8 +31,19 @@ def cli(ctx: click.Context, config_path: str | None):
     ctx.obj = CliState(config_path)
 
 
-for command in (serve.version, serve.serve, serve.stop, serve.urls, serve.status, doctor.doctor, config.config,
-                content.content, model.model, maps.maps, ask.ask):
+for command in (
+    serve.version,
+    serve.serve,
+    serve.stop,
+    serve.urls,
+    serve.status,
+    doctor.doctor,
+    config.config,
+    content.content,
+    model.model,
+    maps.maps,
+    ask.ask,
+):
     cli.add_command(command)
 
 

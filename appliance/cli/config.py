@@ -1,4 +1,5 @@
 """`almanac config show | path | set KEY VALUE`."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """`almanac content ...`: build ZIM archives and manage the library's books."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,10 @@ def build_zim_cmd(src: Path, out: Path, title, name, description, language):
         report = build_zim(src, out, name=name, title=title, description=description, language=language)
     except ZimBuildError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"{report.out_path}: {report.article_count} pages, {report.resource_count} files, "
-               f"{report.size_bytes / 1e3:.0f} kB, main page {report.main_path!r}")
+    click.echo(
+        f"{report.out_path}: {report.article_count} pages, {report.resource_count} files, "
+        f"{report.size_bytes / 1e3:.0f} kB, main page {report.main_path!r}"
+    )
 
 
 def _library_call(fn, *args):

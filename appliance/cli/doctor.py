@@ -1,4 +1,5 @@
 """`almanac doctor`: each check says OK or FAIL, and how to fix a failure."""
+
 from __future__ import annotations
 
 import shutil
@@ -31,8 +32,12 @@ class Check:
 def check_python() -> Check:
     v = sys.version_info
     ok = v >= (3, 10)
-    return Check("python", ok, f"{v.major}.{v.minor}.{v.micro} at {sys.executable}",
-                 "install Python 3.10 or newer and re-run install.sh --python /path/to/python3")
+    return Check(
+        "python",
+        ok,
+        f"{v.major}.{v.minor}.{v.micro} at {sys.executable}",
+        "install Python 3.10 or newer and re-run install.sh --python /path/to/python3",
+    )
 
 
 def check_mlx() -> Check:
@@ -68,14 +73,17 @@ def check_data_dir(config: Config) -> tuple[Check, DataDir | None]:
         data = prepare(config)
         return Check("data dir", True, f"{data.root} is writable"), data
     except Exception as e:
-        return Check("data dir", False, str(e), "set data_dir in the config (or ALMANAC_DATA) to a writable folder"), None
+        return Check(
+            "data dir", False, str(e), "set data_dir in the config (or ALMANAC_DATA) to a writable folder"
+        ), None
 
 
 def check_disk(data: DataDir) -> Check:
     free = shutil.disk_usage(data.root).free
     ok = free >= MIN_FREE_BYTES
-    return Check("disk", ok, f"{free / 1e9:.1f} GB free in {data.root}",
-                 "free some space, or move data_dir to a bigger disk")
+    return Check(
+        "disk", ok, f"{free / 1e9:.1f} GB free in {data.root}", "free some space, or move data_dir to a bigger disk"
+    )
 
 
 def check_port(config: Config) -> Check:
@@ -90,8 +98,12 @@ def check_port(config: Config) -> Check:
             s.bind((host, port))
             return Check("port", True, f"{host}:{port} is free")
         except OSError as e:
-            return Check("port", False, f"cannot use {host}:{port} ({e.strerror})",
-                         f"stop the program using port {port}, or `almanac config set server.port 8081`")
+            return Check(
+                "port",
+                False,
+                f"cannot use {host}:{port} ({e.strerror})",
+                f"stop the program using port {port}, or `almanac config set server.port 8081`",
+            )
 
 
 def check_library(data: DataDir) -> Check:
@@ -103,8 +115,12 @@ def check_library(data: DataDir) -> Check:
         library.close()
         return Check("library", True, f"{books} book{'s' if books != 1 else ''} registered in {data.db}")
     except Exception as e:
-        return Check("library", False, f"state database unusable ({e})",
-                     f"move {data.db} aside; `almanac content add` re-registers the archives")
+        return Check(
+            "library",
+            False,
+            f"state database unusable ({e})",
+            f"move {data.db} aside; `almanac content add` re-registers the archives",
+        )
 
 
 def check_assistant(config: Config, data: DataDir) -> Check:
@@ -116,8 +132,12 @@ def check_assistant(config: Config, data: DataDir) -> Check:
         return Check("assistant", True, "no model configured (assistant.url is empty): passages only")
     state = probe(url)
     if state.message and not state.models and directory is not None:
-        return Check("assistant", False, state.message, "start the portal (`almanac serve`), which runs "
-                     f"{directory}; see {data.logs / 'model.log'}")
+        return Check(
+            "assistant",
+            False,
+            state.message,
+            f"start the portal (`almanac serve`), which runs {directory}; see {data.logs / 'model.log'}",
+        )
     if not state.available:
         return Check("assistant", True, f"no model running (passages only): {state.message}")
     return Check("assistant", True, f"{', '.join(state.models)} answering at {url}")

@@ -1,5 +1,6 @@
 """`almanac maps ...`: list, add and remove map archives, build the offline world basemap and place index,
 extract regions."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def maps_list(as_json: bool):
         click.echo(json.dumps(infos, indent=2))
         return
     for m in infos:
-        click.echo(f"{m['name']}\t{m['kind']}\t{m['schema']}\tz{m['minzoom']}-{m['maxzoom']}\t"
-                   f"{m['size'] / 1e6:.1f} MB\t{m['title']}")
+        click.echo(
+            f"{m['name']}\t{m['kind']}\t{m['schema']}\tz{m['minzoom']}-{m['maxzoom']}\t"
+            f"{m['size'] / 1e6:.1f} MB\t{m['title']}"
+        )
     for problem in reg.problems():
         click.echo(f"unreadable: {problem}", err=True)
 
@@ -52,8 +55,10 @@ def maps_add(path: Path, name: str | None):
         info = _registry().add(path, name)
     except ArchiveError as e:
         raise click.ClickException(str(e)) from None
-    click.echo(f"added {info['name']}: {info['schema']} {info['format']} tiles, zooms {info['minzoom']}-"
-               f"{info['maxzoom']}, {info['size'] / 1e6:.1f} MB")
+    click.echo(
+        f"added {info['name']}: {info['schema']} {info['format']} tiles, zooms {info['minzoom']}-"
+        f"{info['maxzoom']}, {info['size'] / 1e6:.1f} MB"
+    )
 
 
 @maps.command("remove")
@@ -82,18 +87,29 @@ def _viewer_from_tarball(maps_dir: Path, tarball: Path) -> str | None:
         lib, unpacked = vendor.install_tarball(maps_dir, tarball)
     except (vendor.VendorError, OSError) as e:
         return str(e)
-    click.echo(f"map viewer: maplibre-gl {lib.version_text} unpacked from {tarball.name}" if unpacked else
-               f"map viewer: maplibre-gl {lib.version_text} already in place (not older than {tarball.name})")
+    click.echo(
+        f"map viewer: maplibre-gl {lib.version_text} unpacked from {tarball.name}"
+        if unpacked
+        else f"map viewer: maplibre-gl {lib.version_text} already in place (not older than {tarball.name})"
+    )
     return None
 
 
 @maps.command("init")
 @click.option("--force", is_flag=True, help="Rebuild the basemap and the place index even if present.")
-@click.option("--npm/--no-npm", "use_npm", default=True, show_default=True,
-              help="Install MapLibre GL JS >= 5.11 with npm when npm is present (else the copy from PyPI is used).")
-@click.option("--maplibre-tarball", type=click.Path(path_type=Path),
-              help="Unpack MapLibre GL JS >= 5.11 from this npm tarball (made by `npm pack maplibre-gl@^5.11.0`; "
-                   "no node needed), or from the newest maplibre-gl-X.Y.Z.tgz in this folder (a wheelhouse).")
+@click.option(
+    "--npm/--no-npm",
+    "use_npm",
+    default=True,
+    show_default=True,
+    help="Install MapLibre GL JS >= 5.11 with npm when npm is present (else the copy from PyPI is used).",
+)
+@click.option(
+    "--maplibre-tarball",
+    type=click.Path(path_type=Path),
+    help="Unpack MapLibre GL JS >= 5.11 from this npm tarball (made by `npm pack maplibre-gl@^5.11.0`; "
+    "no node needed), or from the newest maplibre-gl-X.Y.Z.tgz in this folder (a wheelhouse).",
+)
 def maps_init(force: bool, use_npm: bool, maplibre_tarball: Path | None):
     """Build the offline world basemap and place index (idempotent: skips what exists)."""
     from content.maps import basemap, gazetteer, vendor
@@ -126,8 +142,10 @@ def maps_init(force: bool, use_npm: bool, maplibre_tarball: Path | None):
         lib = vendor.find(data.maps)
     if lib is None:
         raise click.ClickException("map viewer: MapLibre GL JS not found; `pip install maplibre` or install npm")
-    click.echo(f"map viewer: MapLibre GL JS {lib.version_text} from {lib.origin}"
-               + ("" if lib.local_glyphs else " (too old for labels without glyph files: places show as dots)"))
+    click.echo(
+        f"map viewer: MapLibre GL JS {lib.version_text} from {lib.origin}"
+        + ("" if lib.local_glyphs else " (too old for labels without glyph files: places show as dots)")
+    )
     if refused:
         # Last, after the viewer is known to work with what is there: the tarball asked for was not used.
         raise click.ClickException(f"map viewer: {refused}")
@@ -149,16 +167,19 @@ def maps_add_region(bbox, country, maxzoom, source, name, dry_run):
         raise click.UsageError("give exactly one of --bbox or --country")
     try:
         box = region.parse_bbox(bbox) if bbox else region.country_bbox(country)
-        name = name or (f"region-{country.lower()}" if country else
-                        "region-" + "_".join(f"{v:.2f}" for v in box).replace("-", "m"))
+        name = name or (
+            f"region-{country.lower()}" if country else "region-" + "_".join(f"{v:.2f}" for v in box).replace("-", "m")
+        )
         if not valid_name(name):
             raise click.UsageError(f"{name!r}: a map name may hold letters, digits, '-', '_' and '.'")
         src = region.Source(source)
         out = _data().maps / f"{name}.pmtiles"
         if dry_run:
             p = region.plan(src, box, maxzoom)
-            click.echo(f"{name}: {len(p.entries)} tiles, {p.bytes_needed / 1e6:.1f} MB to fetch "
-                       f"(box {', '.join(f'{v:.3f}' for v in box)})")
+            click.echo(
+                f"{name}: {len(p.entries)} tiles, {p.bytes_needed / 1e6:.1f} MB to fetch "
+                f"(box {', '.join(f'{v:.3f}' for v in box)})"
+            )
             return
         region.extract(src, out, box, maxzoom, log=lambda m: click.echo(f"{name}: {m}"))
     except region.RegionError as e:

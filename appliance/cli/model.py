@@ -38,18 +38,29 @@ def model():
 @model.command("convert")
 @click.argument("src", type=click.Path(exists=True, file_okay=False))
 @click.argument("dst", type=click.Path())
-@click.option("--bits", type=click.Choice(["2", "3", "4", "5", "6", "8"]), default=None,
-              help="Quantization bits for an unquantized SRC (default 4).")
-@click.option("--group-size", type=click.Choice(["32", "64", "128"]), default=None,
-              help="Quantization group size for an unquantized SRC (default 64).")
+@click.option(
+    "--bits",
+    type=click.Choice(["2", "3", "4", "5", "6", "8"]),
+    default=None,
+    help="Quantization bits for an unquantized SRC (default 4).",
+)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default=None,
+    help="Quantization group size for an unquantized SRC (default 64).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def convert_cmd(src, dst, bits, group_size, quiet):
     """Convert SRC (MLX or Hugging Face checkpoint) into the streaming layout in DST."""
     llm_engine = _engine()
     try:
         m = llm_engine.convert(
-            src, dst, bits=int(bits) if bits else None,
-            group_size=int(group_size) if group_size else None, progress=not quiet,
+            src,
+            dst,
+            bits=int(bits) if bits else None,
+            group_size=int(group_size) if group_size else None,
+            progress=not quiet,
         )
     except llm_engine.EngineError as e:
         raise _fail(e) from None
@@ -63,30 +74,36 @@ def convert_cmd(src, dst, bits, group_size, quiet):
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--prompt", required=True, help="Prompt text.")
 @click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True)
-@click.option("--temp", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Sampling temperature; 0 is greedy.")
+@click.option(
+    "--temp", type=click.FloatRange(0), default=0.0, show_default=True, help="Sampling temperature; 0 is greedy."
+)
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print prompt_tokens, tokens, text and stats as JSON.")
-@click.option("--expert-cache-gb", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Memory for experts kept between tokens; 0 relies on the OS page cache.")
-@click.option("--experts-per-token", type=click.IntRange(1), default=None,
-              help="Quality trade-off: route each token to K experts instead of the trained "
-                   "number. Off by default; changes the model's answers.")
+@click.option("--json", "as_json", is_flag=True, help="Print prompt_tokens, tokens, text and stats as JSON.")
+@click.option(
+    "--expert-cache-gb",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
+)
+@click.option(
+    "--experts-per-token",
+    type=click.IntRange(1),
+    default=None,
+    help="Quality trade-off: route each token to K experts instead of the trained "
+    "number. Off by default; changes the model's answers.",
+)
 def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
     try:
-        with llm_engine.load(directory, expert_cache_gb=expert_cache_gb,
-                             experts_per_token=experts_per_token) as engine:
+        with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
             if as_json:
-                result = llm_engine.generate(engine, prompt, max_tokens=max_tokens,
-                                             temp=temp, seed=seed)
+                result = llm_engine.generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
                 click.echo(json.dumps(result.as_dict()))
                 return
             stats = {}
-            for step in llm_engine.stream_generate(engine, prompt, max_tokens=max_tokens,
-                                                   temp=temp, seed=seed):
+            for step in llm_engine.stream_generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed):
                 click.echo(step.text, nl=False)
                 stats = step.stats or stats
             click.echo()
@@ -103,29 +120,57 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
 
 @model.command("serve")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; the default lets only this machine connect.")
-@click.option("--port", type=click.IntRange(0, 65535), default=11434, show_default=True,
-              help="TCP port (0 picks a free one).")
-@click.option("--expert-cache-gb", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Memory for experts kept between tokens; 0 relies on the OS page cache.")
-@click.option("--max-tokens-limit", type=click.IntRange(1), default=2048, show_default=True,
-              help="Most tokens one request may generate (also the default length).")
-@click.option("--max-prompt-tokens", type=click.IntRange(1), default=8192, show_default=True,
-              help="Longer prompts are refused with a 400 error.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the default lets only this machine connect.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=11434, show_default=True, help="TCP port (0 picks a free one)."
+)
+@click.option(
+    "--expert-cache-gb",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
+)
+@click.option(
+    "--max-tokens-limit",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="Most tokens one request may generate (also the default length).",
+)
+@click.option(
+    "--max-prompt-tokens",
+    type=click.IntRange(1),
+    default=8192,
+    show_default=True,
+    help="Longer prompts are refused with a 400 error.",
+)
 def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
     llm_engine = _engine()
     from llm_engine.serve import serve
 
     def ready(url: str) -> None:
-        click.echo(f"serving {os.path.basename(os.path.normpath(directory))} on {url} "
-                   f"(OpenAI: {url}/v1, Ollama: {url}); Ctrl-C stops")
+        click.echo(
+            f"serving {os.path.basename(os.path.normpath(directory))} on {url} "
+            f"(OpenAI: {url}/v1, Ollama: {url}); Ctrl-C stops"
+        )
 
     try:
-        serve(directory, host=host, port=port, max_tokens_limit=max_tokens_limit,
-              max_prompt_tokens=max_prompt_tokens, expert_cache_gb=expert_cache_gb,
-              on_ready=ready)
+        serve(
+            directory,
+            host=host,
+            port=port,
+            max_tokens_limit=max_tokens_limit,
+            max_prompt_tokens=max_prompt_tokens,
+            expert_cache_gb=expert_cache_gb,
+            on_ready=ready,
+        )
     except llm_engine.EngineError as e:
         raise _fail(e) from None
 
@@ -143,9 +188,10 @@ def info_cmd(directory, as_json):
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    quant = ", ".join(
-        f"{q['bits']}-bit {q['mode']} group {q['group_size']}" for q in info["expert_quantization"]
-    ) or "unquantized"
+    quant = (
+        ", ".join(f"{q['bits']}-bit {q['mode']} group {q['group_size']}" for q in info["expert_quantization"])
+        or "unquantized"
+    )
     click.echo(f"model type      {info['model_type']}")
     click.echo(f"MoE layers      {info['moe_layers']}")
     click.echo(f"experts/layer   {', '.join(map(str, info['experts_per_layer']))}")

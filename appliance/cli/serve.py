@@ -1,4 +1,5 @@
 """`almanac serve | stop | status | urls | version`: the portal as a process, and what it serves."""
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ def version():
 @click.option("--host", help="Address to bind (default: server.host, 0.0.0.0).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port (default: server.port, 8080).")
 @click.option("--workers", type=click.IntRange(1, 64), help="gunicorn worker processes (default: server.workers).")
-@click.option("--detach", is_flag=True, help="Run in the background (pid file in the data dir); return once it answers.")
+@click.option(
+    "--detach", is_flag=True, help="Run in the background (pid file in the data dir); return once it answers."
+)
 @pass_state
 def serve(state: CliState, host, port, workers, detach):
     """Serve the portal with gunicorn."""
@@ -113,8 +116,11 @@ def status(state: CliState, as_json: bool):
     click.echo(f"models:   {len(report['models'])}")
     click.echo(f"disk:     {disk.free / 1e9:.1f} GB free of {disk.total / 1e9:.1f} GB")
     click.echo(f"service:  {report['service']}")
-    click.echo(f"portal:   {'answering on port %d' % port if live else 'not answering on port %d' % port}")
+    click.echo(f"portal:   {'answering' if live else 'not answering'} on port {port}")
     a = report["assistant"]
-    click.echo(f"assistant: {', '.join(a['models'])} at {a['url']}" if a["models"] else
-               f"assistant: passages only ({a['message']})")
+    click.echo(
+        f"assistant: {', '.join(a['models'])} at {a['url']}"
+        if a["models"]
+        else f"assistant: passages only ({a['message']})"
+    )
     click.echo("urls:" + "".join(f"\n  {u}" for u in report["urls"]))

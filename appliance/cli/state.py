@@ -1,4 +1,5 @@
 """What every `almanac` command may need, made on first use: the configuration, the data dir, the library."""
+
 from __future__ import annotations
 
 import click

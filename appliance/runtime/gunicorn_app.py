@@ -1,4 +1,5 @@
 """Run the portal under gunicorn in this process, with the model server beside it when one is configured."""
+
 from __future__ import annotations
 
 from gunicorn.app.base import BaseApplication

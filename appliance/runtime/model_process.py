@@ -3,6 +3,7 @@
 The model gets its own process because every gunicorn worker would otherwise load it; the portal asks it over
 HTTP (appliance.assistant.model_client).
 """
+
 from __future__ import annotations
 
 import os
@@ -26,8 +27,9 @@ def model_server_address(config: Config) -> tuple[str, int]:
     parts = urlsplit(str(config.get("assistant.url")))
     host = parts.hostname or ""
     if host not in LOCAL_HOSTS:
-        raise ModelServerError(f"assistant.model_dir is set, so assistant.url must be on this machine "
-                               f"(127.0.0.1), not {host or 'empty'}")
+        raise ModelServerError(
+            f"assistant.model_dir is set, so assistant.url must be on this machine (127.0.0.1), not {host or 'empty'}"
+        )
     return "127.0.0.1", parts.port or 80
 
 
@@ -40,15 +42,21 @@ def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None
     if directory is None:
         return None
     if not (directory / "manifest.json").is_file():
-        raise ModelServerError(f"assistant.model_dir: {directory} is not a converted model (no manifest.json); "
-                               "convert one with `almanac model convert`")
+        raise ModelServerError(
+            f"assistant.model_dir: {directory} is not a converted model (no manifest.json); "
+            "convert one with `almanac model convert`"
+        )
     host, port = model_server_address(config)
     if probe(str(config.get("assistant.url")), timeout=1.0).models:
         return None  # one is running already (a previous portal's, or started by hand)
     log = open(data.logs / "model.log", "ab")
-    return subprocess.Popen([sys.executable, "-m", "appliance.cli", "model", "serve", str(directory),
-                             "--host", host, "--port", str(port)],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=os.environ.copy())
+    return subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--host", host, "--port", str(port)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        env=os.environ.copy(),
+    )
 
 
 def stop_child(proc: subprocess.Popen, wait_s: float = 20) -> None:

@@ -1,4 +1,5 @@
 """The addresses people on the LAN can use to reach this box."""
+
 from __future__ import annotations
 
 import ipaddress

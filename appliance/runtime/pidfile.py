@@ -1,4 +1,5 @@
 """The portal in the background: started detached, found by its pid file, stopped, asked if it answers."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,14 @@ def health(host: str, port: int, timeout: float = 2.0) -> dict | None:
 def start_detached(data: DataDir, args: list[str], host: str, port: int, wait_s: float = 60) -> int:
     """Start `almanac serve ARGS` in its own session, logging to logs/server.log; return once it answers."""
     log = open(data.logs / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", *args], stdin=subprocess.DEVNULL,
-                            stdout=log, stderr=log, start_new_session=True, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env=os.environ.copy(),
+    )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:

@@ -1,4 +1,5 @@
 """Is Almanac installed as a service, and is it running? Asks systemd or launchd, else the pid file."""
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,10 @@ def detect(data: DataDir) -> ServiceState:
         for domain in ("system", f"gui/{os.getuid()}"):
             code, out = _run(["launchctl", "print", f"{domain}/{LAUNCHD_LABEL}"])
             if code == 0:
-                state = next((ln.split("=", 1)[1].strip() for ln in out.splitlines()
-                              if ln.strip().startswith("state =")), "unknown")
+                state = next(
+                    (ln.split("=", 1)[1].strip() for ln in out.splitlines() if ln.strip().startswith("state =")),
+                    "unknown",
+                )
                 return ServiceState("launchd", True, state)
         return ServiceState("launchd", False, by_hand)
     return ServiceState("none", False, by_hand)

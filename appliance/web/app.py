@@ -1,4 +1,5 @@
 """The app factory: one portal for one configuration. Each gunicorn worker calls it once."""
+
 from __future__ import annotations
 
 import logging
@@ -28,8 +29,14 @@ def create_app(config: Config | None = None) -> Flask:
     set_cluster_cache_mb(config.get("library.cluster_cache_mb"))
     library = Library(data.db, data.archives, scan_interval_s=config.get("library.scan_interval_s"))
     library.scan()
-    state = WorkerState(config=config, data=data, library=library, maps=MapsState.open(data),
-                        started_at=time.time(), version=__version__)
+    state = WorkerState(
+        config=config,
+        data=data,
+        library=library,
+        maps=MapsState.open(data),
+        started_at=time.time(),
+        version=__version__,
+    )
     app.extensions["almanac"] = state
     routes.register(app)
     # Tiles are most of a map's requests: the common case skips Flask's request machinery; Flask still

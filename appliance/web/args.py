@@ -1,4 +1,5 @@
 """Typed query arguments: a bad value is a 400 that names the argument."""
+
 from __future__ import annotations
 
 from flask import abort, request

@@ -3,6 +3,7 @@
 They only turn the events of appliance.assistant.answer() into HTML, JSON or SSE; what is asked, of whom,
 and with which passages is decided there.
 """
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,14 @@ def assistant_page():
     """The chat page; with ?q= (no JavaScript, or the JSON twin) the whole answer is written before replying."""
     settings = _settings()
     question = (request.args.get("q") or "").strip()
-    data: dict = {"question": question, "passages": [], "answer": None, "finish_reason": None, "error": None,
-                  "model": _model_status(settings)}
+    data: dict = {
+        "question": question,
+        "passages": [],
+        "answer": None,
+        "finish_reason": None,
+        "error": None,
+        "model": _model_status(settings),
+    }
     if not question:
         return page("assistant.html", data)
     books = _books()
@@ -66,6 +73,7 @@ def assistant_page():
 
 def cite(answer: str, cited: list[dict]) -> Markup:
     """The answer as HTML: its text escaped, each [n] that names a passage a link to that source."""
+
     def link(m: re.Match) -> str:
         n = int(m.group(1))
         return f'<a class="cite" href="#source-{n}">[{n}]</a>' if 1 <= n <= len(cited) else m.group(0)
@@ -87,8 +95,15 @@ def sse_events(events) -> str:
         elif isinstance(event, assistant.Failed):
             yield _sse("error", {"message": event.reason, "stage": event.stage})
         elif event.answered:
-            yield _sse("done", {"finish_reason": event.finish_reason, "answered": True, "usage": event.usage,
-                                "seconds": event.seconds})
+            yield _sse(
+                "done",
+                {
+                    "finish_reason": event.finish_reason,
+                    "answered": True,
+                    "usage": event.usage,
+                    "seconds": event.seconds,
+                },
+            )
         else:
             yield _sse("done", {"finish_reason": None, "answered": False, "message": event.message})
 
@@ -105,7 +120,7 @@ def stream():
     if request.method == "POST":  # the page's follow-up questions: {"q", "history", "books"} as JSON
         body = request.get_json(silent=True)
         if not isinstance(body, dict):
-            abort(400, description="send a JSON object: {\"q\": question, \"history\": [...], \"books\": [...]}")
+            abort(400, description='send a JSON object: {"q": question, "history": [...], "books": [...]}')
         question = str(body.get("q") or "").strip()
         try:
             history = assistant.parse_history(body.get("history"))
@@ -118,5 +133,8 @@ def stream():
         question, history = (request.args.get("q") or "").strip(), []
         books = _books()  # an unknown book is a 404 before the stream starts
     events = assistant.answer(question, books, _settings(), history)
-    return Response(stream_with_context(sse_events(events)), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return Response(
+        stream_with_context(sse_events(events)),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

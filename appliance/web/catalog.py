@@ -1,4 +1,5 @@
 """The library as a catalog: per-book home pages, the OPDS feed Kiwix clients read, and file downloads."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -41,8 +42,14 @@ def download(name: str):
     """The whole archive, so another box on the LAN can copy it (Range and resume included)."""
     book = _book_or_404(name.removesuffix(".zim"))
     try:
-        return send_file(book.path, mimetype="application/octet-stream", as_attachment=True,
-                         download_name=f"{book.name}.zim", conditional=True, max_age=3600)
+        return send_file(
+            book.path,
+            mimetype="application/octet-stream",
+            as_attachment=True,
+            download_name=f"{book.name}.zim",
+            conditional=True,
+            max_age=3600,
+        )
     except FileNotFoundError:
         abort(404, description="The file of this book is gone.")
 
@@ -66,7 +73,7 @@ def opds_entries():
         books = [b for b in books if query in f"{b.title} {b.description}".casefold()]
     start = int_arg("start", 0, 0, 1 << 31)
     count = int_arg("count", 0, -1, 1 << 31) or len(books)  # negative: an empty page
-    shown = books[start:start + max(0, count)]
+    shown = books[start : start + max(0, count)]
     now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>',
@@ -102,12 +109,15 @@ def opds_entries():
             f' href="/catalog/download/{name}.zim" length="{b.size}"/>',
         ]
         if b.illustration_48:
-            parts.append(f'<link rel="http://opds-spec.org/image/thumbnail" href="/catalog/illustration/{name}"'
-                         ' type="image/png;width=48;height=48;scale=1"/>')
+            parts.append(
+                f'<link rel="http://opds-spec.org/image/thumbnail" href="/catalog/illustration/{name}"'
+                ' type="image/png;width=48;height=48;scale=1"/>'
+            )
         parts.append("</entry>")
     parts.append("</feed>")
-    return Response("\n".join(parts), mimetype=OPDS_TYPE.split(";")[0],
-                    headers={"Content-Type": f"{OPDS_TYPE}; charset=utf-8"})
+    return Response(
+        "\n".join(parts), mimetype=OPDS_TYPE.split(";")[0], headers={"Content-Type": f"{OPDS_TYPE}; charset=utf-8"}
+    )
 
 
 def _attr(text: str) -> str:

@@ -1,5 +1,6 @@
 """Every conditional and partial response goes through here: ETag, If-None-Match -> 304, Range -> 206,
 gzip for compressible types, Cache-Control. Headers are parsed with werkzeug's own helpers."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,8 +9,15 @@ import hashlib
 from flask import Request, Response
 from werkzeug.http import parse_etags, parse_range_header
 
-COMPRESSIBLE = ("text/", "application/javascript", "application/json", "application/xml", "image/svg+xml",
-                "application/x-protobuf", "application/geo+json")
+COMPRESSIBLE = (
+    "text/",
+    "application/javascript",
+    "application/json",
+    "application/xml",
+    "image/svg+xml",
+    "application/x-protobuf",
+    "application/geo+json",
+)
 MIN_GZIP_BYTES = 1024
 
 
@@ -35,8 +43,15 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
     return asked.range_for_length(size) or False
 
 
-def send_bytes(request: Request, body: bytes, mimetype: str, etag: str, max_age: int = 3600,
-               extra_headers: dict[str, str] | None = None, status: int = 200) -> Response:
+def send_bytes(
+    request: Request,
+    body: bytes,
+    mimetype: str,
+    etag: str,
+    max_age: int = 3600,
+    extra_headers: dict[str, str] | None = None,
+    status: int = 200,
+) -> Response:
     """A full, partial (206) or not-modified (304) response for an in-memory body."""
     headers = {"Cache-Control": f"public, max-age={max_age}", "Vary": "Accept-Encoding"}
     headers.update(extra_headers or {})
@@ -54,11 +69,19 @@ def send_bytes(request: Request, body: bytes, mimetype: str, etag: str, max_age:
             return Response(status=416, headers={**headers, "Content-Range": f"bytes */{len(body)}"})
         if span and (not request.headers.get("If-Range") or etag_matches(request.headers.get("If-Range"), etag)):
             start, stop = span
-            return Response(body[start:stop], status=206, mimetype=mimetype, headers={
-                **headers, "ETag": f'"{etag}"', "Content-Range": f"bytes {start}-{stop - 1}/{len(body)}"})
+            return Response(
+                body[start:stop],
+                status=206,
+                mimetype=mimetype,
+                headers={**headers, "ETag": f'"{etag}"', "Content-Range": f"bytes {start}-{stop - 1}/{len(body)}"},
+            )
 
     if compressible and "gzip" in request.headers.get("Accept-Encoding", ""):
         # A distinct ETag for the gzipped representation, as RFC 9110 asks of different encodings.
-        return Response(gzip.compress(body, compresslevel=5), status=status, mimetype=mimetype,
-                        headers={**headers, "Content-Encoding": "gzip", "ETag": f'"{etag}-gz"'})
+        return Response(
+            gzip.compress(body, compresslevel=5),
+            status=status,
+            mimetype=mimetype,
+            headers={**headers, "Content-Encoding": "gzip", "ETag": f'"{etag}-gz"'},
+        )
     return Response(body, status=status, mimetype=mimetype, headers={**headers, "ETag": f'"{etag}"'})

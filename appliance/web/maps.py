@@ -1,5 +1,6 @@
 """Map pages and endpoints: the viewer, generated styles, tiles, TileJSON, whole archives, place search,
 nearest place, articles near a point and MapLibre's own files."""
+
 from __future__ import annotations
 
 import json
@@ -42,8 +43,15 @@ def _sources() -> list[tuple[str, object]]:
 
 
 def _style_source(name: str, archive) -> styles.Source:
-    return styles.Source(name, schema(archive), archive.format.ext, archive.minzoom, archive.maxzoom,
-                         archive.bounds(), _attribution(name, archive))
+    return styles.Source(
+        name,
+        schema(archive),
+        archive.format.ext,
+        archive.minzoom,
+        archive.maxzoom,
+        archive.bounds(),
+        _attribution(name, archive),
+    )
 
 
 def _choices(archives) -> list[dict]:
@@ -67,7 +75,8 @@ def viewer():
         "archives": [dict(describe(n, a), basemap=n == BASEMAP_NAME) for n, a in archives],
         "choices": _choices(archives),
         "maplibre": {"version": lib.version_text, "origin": lib.origin, "local_glyphs": lib.local_glyphs}
-        if lib else None,
+        if lib
+        else None,
         "gazetteer": st.gazetteer() is not None,
         "attribution": ["OpenStreetMap contributors (ODbL)", "Natural Earth (public domain)", "GeoNames (CC-BY 4.0)"],
     }
@@ -91,8 +100,10 @@ def style_json():
     else:
         # Every vector map at once: the world basemap underneath, street-level regions (either schema) on top,
         # so a region added from a planet file shows where it is without picking it. Raster maps only on demand.
-        archives = ([(n, a) for n, a in archives if schema(a) == "protomaps"]
-                    + [(n, a) for n, a in archives if schema(a) == "openmaptiles"]) or archives[:1]
+        archives = (
+            [(n, a) for n, a in archives if schema(a) == "protomaps"]
+            + [(n, a) for n, a in archives if schema(a) == "openmaptiles"]
+        ) or archives[:1]
     lib = vendor.find(worker_state.get().data.maps)
     labels = bool(lib and lib.local_glyphs)
     body = styles.build_style([_style_source(n, a) for n, a in archives], _base_url(), flavor, labels)
@@ -101,15 +112,24 @@ def style_json():
 
 
 def tile(name: str, z: str, x: str, y: str, ext: str):
-    answer = answer_tile(state().registry, name, whole_number(z, "z"), whole_number(x, "x"), whole_number(y, "y"),
-                         ext, request.headers.get("Accept-Encoding", ""))
+    answer = answer_tile(
+        state().registry,
+        name,
+        whole_number(z, "z"),
+        whole_number(x, "x"),
+        whole_number(y, "y"),
+        ext,
+        request.headers.get("Accept-Encoding", ""),
+    )
     if isinstance(answer, Refusal):
         abort(answer.status, description=answer.message)
     if answer.status == 204:
-        return current_app.response_class(status=204, headers={
-            **answer.headers, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"})
-    return send_bytes(request, answer.body, answer.mimetype, answer.etag, max_age=TILE_MAX_AGE,
-                      extra_headers=answer.headers)
+        return current_app.response_class(
+            status=204, headers={**answer.headers, "Cache-Control": f"public, max-age={TILE_MAX_AGE}"}
+        )
+    return send_bytes(
+        request, answer.body, answer.mimetype, answer.etag, max_age=TILE_MAX_AGE, extra_headers=answer.headers
+    )
 
 
 def tilejson(name: str):
@@ -119,11 +139,17 @@ def tilejson(name: str):
     info = describe(name, archive)
     base = _base_url()
     body = {
-        "tilejson": "3.0.0", "name": info["title"], "description": info["description"],
-        "attribution": _attribution(name, archive), "scheme": "xyz",
+        "tilejson": "3.0.0",
+        "name": info["title"],
+        "description": info["description"],
+        "attribution": _attribution(name, archive),
+        "scheme": "xyz",
         "tiles": [f"{base}/maps/tiles/{name}/{{z}}/{{x}}/{{y}}.{archive.format.ext}"],
-        "minzoom": archive.minzoom, "maxzoom": archive.maxzoom, "bounds": archive.bounds(),
-        "center": archive.center(), "format": archive.format.ext,
+        "minzoom": archive.minzoom,
+        "maxzoom": archive.maxzoom,
+        "bounds": archive.bounds(),
+        "center": archive.center(),
+        "format": archive.format.ext,
         "vector_layers": [dict(layer) for layer in vector_layers(archive.metadata)],
     }
     return jsonify(body)
@@ -135,9 +161,14 @@ def archive_file(filename: str):
     if archive is None or ext != archive.kind:
         abort(404, description=f"no map archive {filename!r}")
     # send_file answers Range (206), If-None-Match/If-Modified-Since (304) from the file on disk.
-    resp = send_file(archive.path, mimetype="application/vnd.pmtiles" if ext == "pmtiles"
-                     else "application/vnd.sqlite3", as_attachment=False, conditional=True, max_age=3600,
-                     download_name=filename)
+    resp = send_file(
+        archive.path,
+        mimetype="application/vnd.pmtiles" if ext == "pmtiles" else "application/vnd.sqlite3",
+        as_attachment=False,
+        conditional=True,
+        max_age=3600,
+        download_name=filename,
+    )
     resp.headers["Access-Control-Allow-Origin"] = "*"
     return resp
 

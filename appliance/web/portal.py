@@ -1,4 +1,5 @@
 """Portal pages: home, library list, health, book illustrations."""
+
 from __future__ import annotations
 
 from flask import abort, jsonify, request
@@ -16,20 +17,41 @@ def home():
     s.library.scan_if_due()
     books = [book_json(b) for b in s.library.list()]
     installed = s.installed()
-    return page("home.html", {
-        "title": s.config.get("portal.title"),
-        "cards": [
-            {"id": "library", "name": "Library", "url": "/library", "count": installed["books"],
-             "text": f"{installed['books']} book{'s' if installed['books'] != 1 else ''} to read offline"},
-            {"id": "maps", "name": "Maps", "url": "/maps" if installed["maps"] else None, "count": installed["maps"],
-             "text": (f"{installed['maps']} offline map{'s' if installed['maps'] != 1 else ''}: the world, "
-                      "place search and articles on the map") if installed["maps"]
-             else "Offline maps: run `almanac maps init` to build the world map"},
-            {"id": "assistant", "name": "Assistant", "url": "/assistant", "count": installed["models"],
-             "text": "Ask a question: answered from the library's books, with their sources"},
-        ],
-        "books": books,
-    })
+    return page(
+        "home.html",
+        {
+            "title": s.config.get("portal.title"),
+            "cards": [
+                {
+                    "id": "library",
+                    "name": "Library",
+                    "url": "/library",
+                    "count": installed["books"],
+                    "text": f"{installed['books']} book{'s' if installed['books'] != 1 else ''} to read offline",
+                },
+                {
+                    "id": "maps",
+                    "name": "Maps",
+                    "url": "/maps" if installed["maps"] else None,
+                    "count": installed["maps"],
+                    "text": (
+                        f"{installed['maps']} offline map{'s' if installed['maps'] != 1 else ''}: the world, "
+                        "place search and articles on the map"
+                    )
+                    if installed["maps"]
+                    else "Offline maps: run `almanac maps init` to build the world map",
+                },
+                {
+                    "id": "assistant",
+                    "name": "Assistant",
+                    "url": "/assistant",
+                    "count": installed["models"],
+                    "text": "Ask a question: answered from the library's books, with their sources",
+                },
+            ],
+            "books": books,
+        },
+    )
 
 
 def library():

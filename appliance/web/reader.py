@@ -1,4 +1,5 @@
 """The ZIM reader: /content/<book>/<path>, main pages and random articles, as Kiwix clients expect."""
+
 from __future__ import annotations
 
 from urllib.parse import quote

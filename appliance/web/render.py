@@ -1,5 +1,6 @@
 """Every HTML view has a JSON twin: the same data, asked for with ?format=json or Accept: application/json.
 `wants_json()` is the one rule for "does this request want JSON", errors included."""
+
 from __future__ import annotations
 
 from flask import jsonify, render_template, request

@@ -1,4 +1,5 @@
 """Every URL the portal answers, in one place (blueprint, rule, view[, methods: GET and HEAD unless named])."""
+
 from __future__ import annotations
 
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
@@ -81,8 +82,12 @@ def _unexpected_error(e: Exception):
     current_app.logger.exception("unhandled error on %s", request.path)
     if wants_json():
         return jsonify({"error": "Internal Server Error", "status": 500}), 500
-    return render_template("error.html", code=500, name="Something went wrong",
-                           message="The server hit an error on this page; it is logged."), 500
+    return render_template(
+        "error.html",
+        code=500,
+        name="Something went wrong",
+        message="The server hit an error on this page; it is logged.",
+    ), 500
 
 
 def _notice_new_archives() -> None:
@@ -94,5 +99,10 @@ def _notice_new_archives() -> None:
 
 def _layout_context() -> dict:
     s = worker_state.get()
-    return {"site_title": s.config.get("portal.title"), "version": s.version, "installed": s.installed(),
-            "disk": s.disk(), "uptime_s": s.uptime_s()}
+    return {
+        "site_title": s.config.get("portal.title"),
+        "version": s.version,
+        "installed": s.installed(),
+        "disk": s.disk(),
+        "uptime_s": s.uptime_s(),
+    }

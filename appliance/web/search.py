@@ -1,4 +1,5 @@
 """Search view (Kiwix-compatible URL: /search?pattern=Q&content=BOOK&books.name=B&start=&pageLength=)."""
+
 from __future__ import annotations
 
 import html
@@ -34,8 +35,10 @@ def search():
     if not pattern.strip():
         if wants_json():
             return jsonify([])
-        return page("search.html", {"pattern": "", "hits": [], "estimated_total": 0, "start": 0,
-                                    "page_length": page_length, "books": names})
+        return page(
+            "search.html",
+            {"pattern": "", "hits": [], "estimated_total": 0, "start": 0, "page_length": page_length, "books": names},
+        )
     try:
         result = search_books(chosen.archives, pattern, start, page_length)
     except QueryError as e:
@@ -43,9 +46,18 @@ def search():
     hits = [h.to_json() for h in result.hits]
     if wants_json():
         return jsonify(hits)
-    return page("search.html", {"pattern": result.pattern, "hits": hits, "estimated_total": result.estimated_total,
-                                "start": start, "page_length": page_length, "books": names,
-                                "chosen": names if chosen.named else []})
+    return page(
+        "search.html",
+        {
+            "pattern": result.pattern,
+            "hits": hits,
+            "estimated_total": result.estimated_total,
+            "start": start,
+            "page_length": page_length,
+            "books": names,
+            "chosen": names if chosen.named else [],
+        },
+    )
 
 
 def suggest():
@@ -62,9 +74,16 @@ def suggest():
         abort(404, description=f"{book.name} cannot be read right now.")
     if len(term) > 500:
         abort(400, description="term longer than 500 characters")
-    rows = [{"value": x.title, "label": highlight(x.title, term), "kind": "path", "path": x.path}
-            for x in title_suggestions(archive, book.name, term, count)]
+    rows = [
+        {"value": x.title, "label": highlight(x.title, term), "kind": "path", "path": x.path}
+        for x in title_suggestions(archive, book.name, term, count)
+    ]
     if term.strip() and book.has_fulltext_index:
-        rows.append({"value": f"{term} ", "label": f"containing &apos;{html.escape(term, quote=False)}&apos;...",
-                     "kind": "pattern"})
+        rows.append(
+            {
+                "value": f"{term} ",
+                "label": f"containing &apos;{html.escape(term, quote=False)}&apos;...",
+                "kind": "pattern",
+            }
+        )
     return jsonify(rows)

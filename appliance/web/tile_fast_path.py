@@ -1,4 +1,5 @@
 """WSGI middleware for the plain case of a tile request, installed by the app factory in front of Flask."""
+
 from __future__ import annotations
 
 from .http_cache import etag_matches
@@ -19,8 +20,11 @@ class TileFastPath:
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
-        if not path.startswith(PREFIX) or environ.get("REQUEST_METHOD") not in ("GET", "HEAD") \
-                or "HTTP_RANGE" in environ:
+        if (
+            not path.startswith(PREFIX)
+            or environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
+            or "HTTP_RANGE" in environ
+        ):
             return self.wsgi_app(environ, start_response)
         answer = self._answer(path, environ)
         if answer is None:
@@ -30,7 +34,7 @@ class TileFastPath:
         return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
     def _answer(self, path: str, environ):
-        parts = path[len(PREFIX):].split("/")
+        parts = path[len(PREFIX) :].split("/")
         if len(parts) != 4:
             return None
         name, z, x, last = parts
@@ -40,10 +44,17 @@ class TileFastPath:
         tile = answer_tile(self.registry, name, int(z), int(x), int(y), ext, environ.get("HTTP_ACCEPT_ENCODING", ""))
         if not isinstance(tile, Tile) or tile.status != 200:
             return None
-        headers = [("Cache-Control", f"public, max-age={TILE_MAX_AGE}"), ("Vary", "Accept-Encoding"),
-                   *tile.headers.items(), ("ETag", f'"{tile.etag}"')]
+        headers = [
+            ("Cache-Control", f"public, max-age={TILE_MAX_AGE}"),
+            ("Vary", "Accept-Encoding"),
+            *tile.headers.items(),
+            ("ETag", f'"{tile.etag}"'),
+        ]
         if etag_matches(environ.get("HTTP_IF_NONE_MATCH"), tile.etag):
             return "304 NOT MODIFIED", headers, b""
-        headers += [("Content-Type", tile.mimetype), ("Content-Length", str(len(tile.body))),
-                    ("Accept-Ranges", "bytes")]
+        headers += [
+            ("Content-Type", tile.mimetype),
+            ("Content-Length", str(len(tile.body))),
+            ("Accept-Ranges", "bytes"),
+        ]
         return "200 OK", headers, tile.body

@@ -1,4 +1,5 @@
 """The answer to one tile request, shared by the Flask view (maps.tile) and the WSGI fast path in front of it."""
+
 from __future__ import annotations
 
 import gzip
@@ -16,6 +17,7 @@ MAX_ZOOM = 30
 @dataclass(frozen=True)
 class Tile:
     """A tile to send (status 200), or a stored empty tile (204, no body)."""
+
     status: int
     body: bytes = b""
     mimetype: str = ""

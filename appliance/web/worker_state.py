@@ -1,5 +1,6 @@
 """What one portal process holds, built once by the app factory: configuration, data dir, the library, the
 maps, and the footer's figures."""
+
 from __future__ import annotations
 
 import shutil
@@ -74,11 +75,14 @@ class WorkerState:
         return value
 
     def installed(self) -> dict[str, int]:
-        return self._cached("installed", lambda: {
-            "books": self.library.count(),
-            "maps": len(self.maps.registry.scan()),  # .pmtiles and .mbtiles, in maps/ or added from elsewhere
-            "models": sum(1 for p in self.data.models.iterdir() if p.is_dir()) if self.data.models.exists() else 0,
-        })
+        return self._cached(
+            "installed",
+            lambda: {
+                "books": self.library.count(),
+                "maps": len(self.maps.registry.scan()),  # .pmtiles and .mbtiles, in maps/ or added from elsewhere
+                "models": sum(1 for p in self.data.models.iterdir() if p.is_dir()) if self.data.models.exists() else 0,
+            },
+        )
 
     def disk(self) -> dict[str, int]:
         def measure():

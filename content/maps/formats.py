@@ -1,4 +1,5 @@
 """What both archive readers (pmtiles_archive.py, mbtiles.py) share: the tile format and the one error type."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -2,6 +2,7 @@
 registered in place from elsewhere (`almanac maps add PATH`). Handles stay open and are reopened when
 their file changes on disk.
 """
+
 from __future__ import annotations
 
 import os

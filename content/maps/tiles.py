@@ -1,4 +1,5 @@
 """What every tile archive offers, whatever its container: format, zooms, bounds, layers, attribution."""
+
 from __future__ import annotations
 
 import json

@@ -74,7 +74,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; streams use chunked transfer encoding
     server_version = "almanac-llm"
     timeout = 300  # an idle keep-alive connection gives its thread back after this
-    server: "Server"
+    server: Server
 
     def do_GET(self):
         self._handle("GET")

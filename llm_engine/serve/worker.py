@@ -136,7 +136,7 @@ class Worker:
 
     @classmethod
     def start(cls, path: str | os.PathLike, max_prompt_tokens: int = 8192,
-              **load_kwargs) -> "Worker":
+              **load_kwargs) -> Worker:
         if max_prompt_tokens < 1:
             raise EngineError("max_prompt_tokens must be >= 1")
         w = cls(Path(path), max_prompt_tokens, load_kwargs)

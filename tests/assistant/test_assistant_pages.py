@@ -2,6 +2,7 @@
 
 The answers written by a real model server are tested beside this file, in test_assistant_answers.py.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,8 @@ def config(data_dir):
 
     # A port nothing listens on: the state of a fresh install with no model.
     (data_dir.parent / "config.yaml").write_text(
-        f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{free_port()}\n  passages: 3\n")
+        f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{free_port()}\n  passages: 3\n"
+    )
     return load_config()
 
 
@@ -32,8 +34,10 @@ def test_page_and_its_json_twin_say_no_model_is_running(client):
     assert b"No model is running" in html.data
     data = client.get("/assistant?format=json").get_json()
     assert data["question"] == "" and data["passages"] == [] and data["answer"] is None
-    assert data["model"]["available"] is False and "no model server answers at http://127.0.0.1:" in \
-        data["model"]["message"]
+    assert (
+        data["model"]["available"] is False
+        and "no model server answers at http://127.0.0.1:" in data["model"]["message"]
+    )
 
 
 def test_a_question_gets_numbered_passages_that_link_to_their_articles(client):
@@ -51,12 +55,14 @@ def test_a_question_gets_numbered_passages_that_link_to_their_articles(client):
 
 
 def test_the_books_asked_for_are_the_only_ones_searched(client):
-    data = client.get("/assistant", query_string={"q": "Італьянская мова", "books.name": "example",
-                                                  "format": "json"}).get_json()
+    data = client.get(
+        "/assistant", query_string={"q": "Італьянская мова", "books.name": "example", "format": "json"}
+    ).get_json()
     assert data["passages"] == []
-    data = client.get("/assistant", query_string={"q": "Італьянская мова",
-                                                  "books.name": "wikibooks_be_all_nopic_2017-02",
-                                                  "format": "json"}).get_json()
+    data = client.get(
+        "/assistant",
+        query_string={"q": "Італьянская мова", "books.name": "wikibooks_be_all_nopic_2017-02", "format": "json"},
+    ).get_json()
     assert data["passages"] and {c["book"] for c in data["passages"]} == {"wikibooks_be_all_nopic_2017-02"}
 
 
@@ -65,15 +71,16 @@ def test_stream_sends_the_passages_then_says_there_is_no_answer(client):
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
     got = sse_events(r.get_data(as_text=True))
     assert [name for name, _ in got] == ["passages", "done"]
-    assert got[0][1] == client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()[
-        "passages"]
+    assert got[0][1] == client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()["passages"]
     assert got[1][1]["answered"] is False and "No answer from a model" in got[1][1]["message"]
 
 
 def test_a_question_nothing_matches(client):
     r = client.get("/assistant/stream", query_string={"q": "quantum chromodynamics"})
     assert sse_events(r.get_data(as_text=True)) == [
-        ("passages", []), ("done", {"finish_reason": None, "answered": False, "message": None})]
+        ("passages", []),
+        ("done", {"finish_reason": None, "answered": False, "message": None}),
+    ]
     html = client.get("/assistant", query_string={"q": "quantum chromodynamics"}).data
     assert b"Nothing in the library matches this question." in html
 
@@ -91,18 +98,25 @@ def test_bad_questions_are_a_clear_400_and_a_stream_error(client, q, message):
 def test_citations_become_links_and_the_answer_is_escaped():
     cited = [{"n": 1}, {"n": 2}]
     html = str(cite("Etna <b>erupts</b> [1][2], see [3] & [0].", cited))
-    assert html == ('Etna &lt;b&gt;erupts&lt;/b&gt; <a class="cite" href="#source-1">[1]</a>'
-                    '<a class="cite" href="#source-2">[2]</a>, see [3] &amp; [0].')
+    assert html == (
+        'Etna &lt;b&gt;erupts&lt;/b&gt; <a class="cite" href="#source-1">[1]</a>'
+        '<a class="cite" href="#source-2">[2]</a>, see [3] &amp; [0].'
+    )
 
 
 def test_the_prompt_holds_every_passage_numbered_and_the_question():
-    cited = [{"n": 1, "title": "Volcanoes", "book": "facts", "text": "Etna is active."},
-             {"n": 2, "title": "Bread", "book": "facts", "text": "Bread rises."}]
+    cited = [
+        {"n": 1, "title": "Volcanoes", "book": "facts", "text": "Etna is active."},
+        {"n": 2, "title": "Bread", "book": "facts", "text": "Bread rises."},
+    ]
     system, user = assistant.build_messages("Is Etna active?", cited)
     assert system["role"] == "system" and "[1]" in system["content"]
     assert user["role"] == "user"
-    assert user["content"].index("[1] Volcanoes (facts)\nEtna is active.") < \
-        user["content"].index("[2] Bread (facts)\nBread rises.") < user["content"].index("Question: Is Etna active?")
+    assert (
+        user["content"].index("[1] Volcanoes (facts)\nEtna is active.")
+        < user["content"].index("[2] Bread (facts)\nBread rises.")
+        < user["content"].index("Question: Is Etna active?")
+    )
 
 
 def test_home_card_leads_to_the_assistant(client):
@@ -112,12 +126,15 @@ def test_home_card_leads_to_the_assistant(client):
     assert client.get(card["url"]).status_code == 200
 
 
-@pytest.mark.parametrize("text, key", [
-    ("assistant:\n  passages: 0\n", "assistant.passages"),
-    ("assistant:\n  temperature: 3\n", "assistant.temperature"),
-    ("assistant:\n  temperature: warm\n", "assistant.temperature"),
-    ("assistant:\n  url: ftp://box\n", "assistant.url"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("assistant:\n  passages: 0\n", "assistant.passages"),
+        ("assistant:\n  temperature: 3\n", "assistant.temperature"),
+        ("assistant:\n  temperature: warm\n", "assistant.temperature"),
+        ("assistant:\n  url: ftp://box\n", "assistant.url"),
+    ],
+)
 def test_bad_assistant_settings_name_the_key(tmp_path, text, key):
     from appliance.config import ConfigError, load_config
 
@@ -138,8 +155,10 @@ def test_status_and_doctor_without_a_model(data_dir, tmp_path):
     assert status["assistant"]["url"] == f"http://127.0.0.1:{port}" and status["assistant"]["models"] == []
     assert "no model server answers" in status["assistant"]["message"]
     doctor = almanac("doctor", env={"ALMANAC_CONFIG": str(cfg)}).stdout
-    assert f"OK   assistant: no model running (passages only): no model server answers at http://127.0.0.1:{port}" \
+    assert (
+        f"OK   assistant: no model running (passages only): no model server answers at http://127.0.0.1:{port}"
         in doctor
+    )
     # A model the portal should be running, but nothing answers: that is a failure, with the fix.
     cfg.write_text(cfg.read_text() + f"  model_dir: {tmp_path}\n")
     doctor = almanac("doctor", env={"ALMANAC_CONFIG": str(cfg)}).stdout
@@ -159,7 +178,8 @@ def test_unknown_books_are_a_404(client):
     assert client.get("/assistant?q=wikipedia&books.name=nosuchbook&format=json").status_code == 404
     assert client.get("/assistant/stream?q=wikipedia&books.name=nosuchbook").status_code == 404
     assert client.get("/assistant?q=wikipedia&books.name=nosuchbook&books.name=example&format=json").get_json()[
-        "passages"]
+        "passages"
+    ]
 
 
 def test_a_follow_up_is_posted_with_the_conversation(client):
@@ -173,16 +193,22 @@ def test_a_follow_up_is_posted_with_the_conversation(client):
     assert {p["book"] for p in sse_events(scoped.get_data(as_text=True))[0][1]} == {"example"}
 
 
-@pytest.mark.parametrize("body, message", [
-    ("not json", "send a JSON object"),
-    ([1, 2], "send a JSON object"),
-    ({"q": "wikipedia", "history": "earlier"}, "history must be a list"),
-    ({"q": "wikipedia", "history": [{"q": "x"}]}, "each history turn"),
-    ({"q": "wikipedia", "books": ["nosuchbook"]}, "None of the requested books"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("not json", "send a JSON object"),
+        ([1, 2], "send a JSON object"),
+        ({"q": "wikipedia", "history": "earlier"}, "history must be a list"),
+        ({"q": "wikipedia", "history": [{"q": "x"}]}, "each history turn"),
+        ({"q": "wikipedia", "books": ["nosuchbook"]}, "None of the requested books"),
+    ],
+)
 def test_bad_follow_ups_are_a_json_400_or_404(client, body, message):
-    r = (client.post("/assistant/stream", data=body, content_type="application/json") if isinstance(body, str)
-         else client.post("/assistant/stream", json=body))
+    r = (
+        client.post("/assistant/stream", data=body, content_type="application/json")
+        if isinstance(body, str)
+        else client.post("/assistant/stream", json=body)
+    )
     assert r.status_code in (400, 404) and message in r.get_json()["message"]
     assert client.get("/healthz").status_code == 200
 

@@ -52,8 +52,7 @@ def test_cache_reduces_reads_and_reports_hit_rate(checkpoints):
     results = {}
     for gb in (0.0, 1.0):
         with llm_engine.load(path, expert_cache_gb=gb) as engine:
-            results[gb] = llm_engine.generate(engine, "The quick brown fox", max_tokens=24,
-                                              ignore_eos=True)
+            results[gb] = llm_engine.generate(engine, "The quick brown fox", max_tokens=24, ignore_eos=True)
     off, on = results[0.0], results[1.0]
     assert on.tokens == off.tokens
     assert off.stats["cache_hit_rate"] == 0.0 and on.stats["cache_hit_rate"] > 0.5

@@ -1,9 +1,9 @@
 """Map fixtures: the shared test archives read in place, and one real `almanac maps init` per test session
 (the offline world basemap and the place index), reused by every test that needs them."""
+
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +15,7 @@ from content.zim_builder import build_zim
 
 from .maps_testing import PAGES, wheelhouse_tarball
 
+
 @pytest.fixture(scope="session")
 def built_maps(tmp_path_factory) -> Path:
     """A data dir's maps/ folder after a real `almanac maps init --no-npm`: world.pmtiles + gazetteer.db, and
@@ -23,9 +24,22 @@ def built_maps(tmp_path_factory) -> Path:
     (root / "config.yaml").write_text("server:\n  host: 127.0.0.1\n")
     env = {**os.environ, "ALMANAC_DATA": str(root / "data"), "ALMANAC_CONFIG": str(root / "config.yaml")}
     tarball = wheelhouse_tarball()
-    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "maps", "init", "--no-npm",
-                           *(["--maplibre-tarball", str(tarball)] if tarball else [])], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "maps",
+            "init",
+            "--no-npm",
+            *(["--maplibre-tarball", str(tarball)] if tarball else []),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     maps = root / "data" / "maps"
     assert (maps / "world.pmtiles").is_file() and (maps / "gazetteer.db").is_file(), proc.stdout

@@ -1,5 +1,6 @@
 """Helpers of the map tests: the shared test maps, the wheelhouse's MapLibre tarball, and giving a test's data
 dir the session's built basemap. (Fixtures are in conftest.py; tests import helpers from here only.)"""
+
 from __future__ import annotations
 
 import os
@@ -46,9 +47,9 @@ def install_built(built: Path, data_dir: Path) -> None:
 PAGES = {
     "index.html": "<h1>Places of the North</h1><p>Cities with coordinates.</p>",
     "helsinki.html": '<h1>Helsinki</h1><p>Capital of Finland. <span class="geo-dec">'
-                     '<span class="geo">60.1699; 24.9384</span></span></p>',
+    '<span class="geo">60.1699; 24.9384</span></span></p>',
     "espoo.html": '<h1>Espoo</h1><p>Next to Helsinki. <span class="latitude">60.2055</span>, '
-                  '<span class="longitude">24.6559</span></p>',
+    '<span class="longitude">24.6559</span></p>',
     "tallinn.html": '<h1>Tallinn</h1><p>Across the gulf. <span class="geo">59.4370; 24.7536</span></p>',
     "sydney.html": '<h1>Sydney</h1><p>Far away. <span class="geo">-33.8688; 151.2093</span></p>',
     "nowhere.html": "<h1>Sauna</h1><p>A room, not a place. Latitude is a word here.</p>",

@@ -1,4 +1,5 @@
 """Tile archives read in place: every tile equals what the reference PMTiles reader returns."""
+
 from __future__ import annotations
 
 import gzip

@@ -1,4 +1,5 @@
 """`almanac maps ...` as a user runs it."""
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,10 @@ def test_init_unpacks_the_newest_tarball_of_a_folder_and_refuses_a_bad_one(built
     old = make_tarball(tmp_path / "maplibre-gl-5.3.0.tgz", version="5.3.0")
     refused = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(old))
     assert refused.returncode == 1
-    assert refused.stderr.strip() == f"Error: map viewer: {old}: maplibre-gl 5.3.0 is too old; labels need " \
-                                     f">= 5.11.0 ({vendor.NPM_SPEC})"
+    assert (
+        refused.stderr.strip() == f"Error: map viewer: {old}: maplibre-gl 5.3.0 is too old; labels need "
+        f">= 5.11.0 ({vendor.NPM_SPEC})"
+    )
     assert "MapLibre GL JS 5.3.0 from pypi (too old for labels" in refused.stdout  # the viewer still works
 
     wheelhouse = tmp_path / "wheelhouse"
