@@ -135,3 +135,26 @@ def test_cli_config_set(tmp_path):
     assert yaml.safe_load(path.read_text())["server"]["port"] == 8383
     done = almanac("config", "set", "server.port", "0", env={"ALMANAC_CONFIG": str(path)})
     assert done.returncode == 2 and "server.port: 0 is out of range" in done.stderr
+
+
+def test_config_set_writes_where_the_loader_reads_under_xdg_config_home(tmp_path, monkeypatch):
+    """With no ALMANAC_CONFIG and no file yet, `config set` creates $XDG_CONFIG_HOME/almanac/config.yaml,
+    the first place the loader looks, so the next command sees the change."""
+    from click.testing import CliRunner
+
+    from appliance import config as config_module
+    from appliance.cli import cli
+
+    monkeypatch.delenv("ALMANAC_CONFIG", raising=False)
+    monkeypatch.setenv("ALMANAC_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(config_module, "is_root", lambda: False)  # the tests may run as root
+    done = CliRunner().invoke(cli, ["config", "set", "portal.title", "Shelf"])
+    assert done.exit_code == 0, done.output
+    written = tmp_path / "xdg" / "almanac" / "config.yaml"
+    assert done.output.startswith(f"{written}: portal.title = Shelf")
+    assert not (tmp_path / "home" / ".config").exists()
+    assert load_config().get("portal.title") == "Shelf"
+    shown = CliRunner().invoke(cli, ["config", "show"])
+    assert f"# from: {written}" in shown.output and "title: Shelf" in shown.output

@@ -245,3 +245,23 @@ def test_a_model_dir_that_is_not_a_model_stops_serve_with_one_line(tmp_path):
         == f"Error: assistant.model_dir: {tmp_path} is not a converted model (no manifest.json); "
         "convert one with `almanac model convert`"
     )
+
+
+def test_almanac_ask_gives_the_pages_answer_from_the_same_generator(client, model_server):
+    from almanac_testing import almanac
+    from appliance.assistant import build_messages
+
+    page = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    done = almanac("ask", QUESTION, "--json", env={"HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout)
+    assert got["passages"] == page["passages"] and got["answer"] == page["answer"] and got["answer"]
+    reply = _direct_reply(model_server, page["model"]["model"], build_messages(QUESTION, got["passages"]))
+    assert got["answer"] == reply["choices"][0]["message"]["content"]
+    assert got["finish_reason"] == "length" and got["usage"]["completion_tokens"] == MAX_TOKENS
+    text = almanac("ask", QUESTION, env={"HF_HUB_OFFLINE": "1"})
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(got["answer"] + "\n\nSources:\n")
+    assert (
+        f"[1] {got['passages'][0]['title']} ({got['passages'][0]['book']}: {got['passages'][0]['url']})" in text.stdout
+    )

@@ -9,6 +9,7 @@ import json
 import pytest
 from pmtiles.reader import MmapSource, all_tiles
 
+from almanac_testing import almanac
 from content.maps.registry import MapRegistry
 
 from .maps_testing import ARCHIVES, install_built, shared_map
@@ -263,3 +264,15 @@ def test_mbtiles_served_directly(maps_client, data_dir, tmp_path):
     assert r.status_code == 200 and r.data == stored and r.headers["Content-Encoding"] == "gzip"
     assert maps_client.get("/maps/tiles/helsinki.json").get_json()["maxzoom"] == 14
     assert maps_client.get("/maps/archives/helsinki.mbtiles").data == mb.read_bytes()
+
+
+def test_an_mbtiles_archive_counts_as_an_installed_map(maps_client, data_dir):
+    from pmtiles.convert import pmtiles_to_mbtiles
+
+    pmtiles_to_mbtiles(str(shared_map("openmaptiles")), str(data_dir / "maps" / "helsinki.mbtiles"))
+    assert maps_client.get("/healthz").get_json()["installed"]["maps"] == 1
+    card = next(c for c in maps_client.get("/?format=json").get_json()["cards"] if c["id"] == "maps")
+    assert card["count"] == 1 and card["url"] == "/maps"
+    status = almanac("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["maps"] == ["helsinki.mbtiles"]
