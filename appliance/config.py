@@ -4,6 +4,7 @@ The documented defaults live in ``defaults.yaml`` beside this module; a user's f
 Every problem is reported as a ConfigError naming the file and the dotted key, so the CLI can print one line
 and exit 2 instead of a traceback.
 """
+
 from __future__ import annotations
 
 import copy
@@ -57,14 +58,26 @@ def is_root() -> bool:
     return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
-def default_config_path() -> Path | None:
-    """Where the config file is when ALMANAC_CONFIG is not set (None: defaults only)."""
+def config_paths() -> list[Path]:
+    """Where the config file is looked for when ALMANAC_CONFIG is not set, first match wins: the user's
+    ($XDG_CONFIG_HOME/almanac/config.yaml, not for root), then the system's."""
     candidates = []
     if not is_root():
         xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
         candidates.append(Path(xdg) / "almanac" / "config.yaml")
     candidates.append(Path("/etc/almanac/config.yaml"))
-    return next((p for p in candidates if p.is_file()), None)
+    return candidates
+
+
+def default_config_path() -> Path | None:
+    """The config file in use when ALMANAC_CONFIG is not set (None: defaults only)."""
+    return next((p for p in config_paths() if p.is_file()), None)
+
+
+def writable_config_path() -> Path:
+    """The file `almanac config set` writes when ALMANAC_CONFIG is not set: the one in use, else the first
+    place the loader looks, so the next command reads what was written."""
+    return default_config_path() or config_paths()[0]
 
 
 def default_data_dir() -> Path:
@@ -102,8 +115,11 @@ def _check_types(user: dict, defaults: dict, source: str, prefix: str = "") -> N
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) else (
-            str(value) if isinstance(base.get(key), str) else value)
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict)
+            else (str(value) if isinstance(base.get(key), str) else value)
+        )
     return out
 
 
@@ -122,13 +138,16 @@ def _check_ranges(values: dict, source: str) -> None:
     if not 0 <= library["cluster_cache_mb"] <= 1 << 20:
         raise ConfigError(source, "library.cluster_cache_mb", f"{library['cluster_cache_mb']} is out of range")
     if not 1 <= library["scan_interval_s"] <= 86400:
-        raise ConfigError(source, "library.scan_interval_s",
-                          f"{library['scan_interval_s']} is out of range 1-86400")
+        raise ConfigError(source, "library.scan_interval_s", f"{library['scan_interval_s']} is out of range 1-86400")
     if not str(values["portal"]["title"]).strip():
         raise ConfigError(source, "portal.title", "must not be empty")
     assistant = values["assistant"]
-    for key, low, high in (("passages", 1, 20), ("max_tokens", 1, 8192), ("temperature", 0, 2),
-                           ("timeout_s", 1, 86400)):
+    for key, low, high in (
+        ("passages", 1, 20),
+        ("max_tokens", 1, 8192),
+        ("temperature", 0, 2),
+        ("timeout_s", 1, 86400),
+    ):
         if not low <= assistant[key] <= high:
             raise ConfigError(source, f"assistant.{key}", f"{assistant[key]} is out of range {low}-{high}")
     url = str(assistant["url"]).strip()

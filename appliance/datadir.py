@@ -1,4 +1,5 @@
 """The data directory's fixed layout, created on first use."""
+
 from __future__ import annotations
 
 import os
@@ -36,6 +37,20 @@ class DataDir:
     def pidfile(self) -> Path:
         return self.root / "almanac.pid"
 
+    @property
+    def gazetteer(self) -> Path:
+        """The GeoNames place index `almanac maps init` builds."""
+        return self.maps / "gazetteer.db"
+
+    def model_path(self, name: str) -> Path | None:
+        """A converted model named as `assistant.model_dir` names it (a folder under models/, or a path);
+        None when the name is empty."""
+        name = str(name).strip()
+        if not name:
+            return None
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.models / path
+
 
 def prepare(config: Config) -> DataDir:
     """Create the layout (idempotent) and prove it is writable, or raise a ConfigError naming data_dir."""
@@ -48,6 +63,7 @@ def prepare(config: Config) -> DataDir:
         probe.unlink()
     except OSError as e:
         reason = e.strerror or str(e)
-        raise ConfigError(config.data_dir_source, "data_dir",
-                          f"{data.root} is not a writable directory ({reason})") from None
+        raise ConfigError(
+            config.data_dir_source, "data_dir", f"{data.root} is not a writable directory ({reason})"
+        ) from None
     return data

@@ -46,34 +46,73 @@ from moe_stream import _median, _tokenizer, evict, raw_read_gbps, rss, warm  # n
 MODELS = {
     # Qwen3-30B-A3B as published: 48 layers, 128 experts, top-8, expert width 768.
     "qwen3-30b-a3b": {
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
-        "hidden_size": 2048, "intermediate_size": 6144, "num_attention_heads": 32,
-        "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128, "num_experts_per_tok": 8,
-        "moe_intermediate_size": 768, "decoder_sparse_step": 1, "mlp_only_layers": [],
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-        "max_position_embeddings": 40960, "norm_topk_prob": True, "torch_dtype": "bfloat16",
-        "vocab_size": 151936, "num_hidden_layers": 48,
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "hidden_size": 2048,
+        "intermediate_size": 6144,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 768,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 40960,
+        "norm_topk_prob": True,
+        "torch_dtype": "bfloat16",
+        "vocab_size": 151936,
+        "num_hidden_layers": 48,
     },
     # Qwen3-235B-A22B's layers (hidden 4096, 128 experts of width 1536, top-8, 94 layers when
     # whole: ~133 GB at 4 bits); --layers cuts it to what the disk holds.
     "qwen3-235b-a22b": {
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
-        "hidden_size": 4096, "intermediate_size": 12288, "num_attention_heads": 64,
-        "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128, "num_experts_per_tok": 8,
-        "moe_intermediate_size": 1536, "decoder_sparse_step": 1, "mlp_only_layers": [],
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-        "max_position_embeddings": 40960, "norm_topk_prob": True, "torch_dtype": "bfloat16",
-        "vocab_size": 151936, "num_hidden_layers": 94,
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "hidden_size": 4096,
+        "intermediate_size": 12288,
+        "num_attention_heads": 64,
+        "num_key_value_heads": 4,
+        "head_dim": 128,
+        "num_experts": 128,
+        "num_experts_per_tok": 8,
+        "moe_intermediate_size": 1536,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 40960,
+        "norm_topk_prob": True,
+        "torch_dtype": "bfloat16",
+        "vocab_size": 151936,
+        "num_hidden_layers": 94,
     },
     # A few MB: checks this script itself on any machine.
     "tiny": {
-        "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
-        "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "head_dim": 32, "num_experts": 16, "num_experts_per_tok": 4,
-        "moe_intermediate_size": 64, "decoder_sparse_step": 1, "mlp_only_layers": [],
-        "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-        "max_position_embeddings": 4096, "norm_topk_prob": True, "torch_dtype": "bfloat16",
-        "vocab_size": 2048, "num_hidden_layers": 3,
+        "model_type": "qwen3_moe",
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "num_experts": 16,
+        "num_experts_per_tok": 4,
+        "moe_intermediate_size": 64,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "rms_norm_eps": 1e-6,
+        "rope_theta": 1000000.0,
+        "tie_word_embeddings": False,
+        "max_position_embeddings": 4096,
+        "norm_topk_prob": True,
+        "torch_dtype": "bfloat16",
+        "vocab_size": 2048,
+        "num_hidden_layers": 3,
     },
 }
 
@@ -88,10 +127,15 @@ def prompt_ids(length: int) -> list[int]:
 
 # ---------------------------------------------------------------- machine
 
+
 def gpu_name() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version",
-                              "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.TimeoutExpired):
         return "no nvidia-smi"
@@ -100,14 +144,19 @@ def gpu_name() -> str:
 def gpu_used_bytes() -> int | None:
     """Device memory in use on GPU 0 as nvidia-smi reports it (every process)."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         return int(out.stdout.split()[0]) * 2**20
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
         return None
 
 
 # ---------------------------------------------------------------- building the checkpoint
+
 
 def build(workdir: Path, model: str, layers: int | None) -> Path:
     """The converted checkpoint (built once); the MLX source is deleted after conversion."""
@@ -179,7 +228,7 @@ def resident_model(stream_dir: Path):
     from llm_engine import manifest as mf
     from llm_engine.device import cast_model
     from llm_engine.loader import _quantize, _read_config
-    from llm_engine.models import build_model
+    from llm_engine.architectures import build_model
 
     config = _read_config(stream_dir)
     manifest = mf.read_manifest(stream_dir)
@@ -188,12 +237,12 @@ def resident_model(stream_dir: Path):
     for f in manifest.files:
         if f.file.endswith(".safetensors"):
             weights.update(mx.load(str(stream_dir / f.file)))
+    weights = model.sanitize(weights) if hasattr(model, "sanitize") else weights
     _quantize(model, config, manifest, weights)
     for layer in manifest.layers:
-        blobs = np.memmap(stream_dir / layer.file, dtype=np.uint8, mode="r").reshape(
-            layer.num_experts, layer.stride)
+        blobs = np.memmap(stream_dir / layer.file, dtype=np.uint8, mode="r").reshape(layer.num_experts, layer.stride)
         for t in layer.tensors:
-            raw = np.ascontiguousarray(blobs[:, t.offset:t.offset + t.nbytes])
+            raw = np.ascontiguousarray(blobs[:, t.offset : t.offset + t.nbytes])
             if t.dtype == "bfloat16":
                 arr = mx.array(raw.view(np.uint16)).view(mx.bfloat16)
             else:
@@ -208,6 +257,7 @@ def resident_model(stream_dir: Path):
 
 
 # ---------------------------------------------------------------- one configuration (child)
+
 
 def _warmup_resident(model, prompts: list[int]) -> None:
     """Every kernel the timed runs need is compiled here (MLX's CUDA backend JIT-compiles
@@ -238,17 +288,22 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
             mx.reset_peak_memory()
             t0 = time.perf_counter()
             first, toks = None, []
-            for tok, _ in generate_step(mx.array(prompt_ids(length)), model, max_tokens=tokens,
-                                        prefill_step_size=2048):
+            for tok, _ in generate_step(mx.array(prompt_ids(length)), model, max_tokens=tokens, prefill_step_size=2048):
                 toks.append(int(tok))
                 if first is None:
                     first = time.perf_counter()
             end = time.perf_counter()
             out["runs"][str(length)] = {
-                "ttft_s": first - t0, "prefill_tok_s": length / (first - t0),
-                "decode_tok_s": (len(toks) - 1) / (end - first), "bytes_per_token": 0,
-                "read_gbps": None, "peak_gpu_bytes": mx.get_peak_memory(),
-                "gpu_used_bytes": gpu_used_bytes(), "peak_rss": rss(), "tokens": toks}
+                "ttft_s": first - t0,
+                "prefill_tok_s": length / (first - t0),
+                "decode_tok_s": (len(toks) - 1) / (end - first),
+                "bytes_per_token": 0,
+                "read_gbps": None,
+                "peak_gpu_bytes": mx.get_peak_memory(),
+                "gpu_used_bytes": gpu_used_bytes(),
+                "peak_rss": rss(),
+                "tokens": toks,
+            }
         return out
 
     files = None
@@ -262,12 +317,12 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
         else:
             warm(files)
         t = time.perf_counter()
-        engine = llm_engine.load(stream_dir, expert_cache_gb=cache_gb if kind == "cache" else 0.0,
-                                 drop_page_cache=kind == "cold")
+        engine = llm_engine.load(
+            stream_dir, expert_cache_gb=cache_gb if kind == "cache" else 0.0, drop_page_cache=kind == "cold"
+        )
         load_s = time.perf_counter() - t
         toks, first, s = [], None, None
-        for step in llm_engine.stream_generate(engine, prompt_ids(length), max_tokens=tokens,
-                                               ignore_eos=True):
+        for step in llm_engine.stream_generate(engine, prompt_ids(length), max_tokens=tokens, ignore_eos=True):
             toks.append(step.token)
             if first is None:
                 first = dict(engine.io.as_dict())
@@ -276,15 +331,23 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
         io = {k: s[k] - first[k] for k in ("bytes_read", "io_seconds", "io_wait_seconds")}
         decode_s = n / s["decode_tok_per_s"] if s["decode_tok_per_s"] else 0.0
         out["runs"][str(length)] = {
-            "load_s": load_s, "ttft_s": s["time_to_first_token_s"],
-            "prefill_tok_s": s["prefill_tok_per_s"], "decode_tok_s": s["decode_tok_per_s"],
-            "bytes_per_token": io["bytes_read"] / n, "prefill_bytes": first["bytes_read"],
+            "load_s": load_s,
+            "ttft_s": s["time_to_first_token_s"],
+            "prefill_tok_s": s["prefill_tok_per_s"],
+            "decode_tok_s": s["decode_tok_per_s"],
+            "bytes_per_token": io["bytes_read"] / n,
+            "prefill_bytes": first["bytes_read"],
             "read_gbps": io["bytes_read"] / io["io_seconds"] / 1e9 if io["io_seconds"] else None,
             "io_wait_share": io["io_wait_seconds"] / decode_s if decode_s else None,
-            "hit_rate": s["cache_hit_rate"], "cache_slots": s["expert_cache_slots_per_layer"],
-            "peak_gpu_bytes": s["peak_memory_bytes"], "gpu_used_bytes": gpu_used_bytes(),
-            "resident_bytes": engine.resident_bytes(), "bank_bytes": engine.bank_bytes(),
-            "peak_rss": s["peak_rss_bytes"], "tokens": toks}
+            "hit_rate": s["cache_hit_rate"],
+            "cache_slots": s["expert_cache_slots_per_layer"],
+            "peak_gpu_bytes": s["peak_memory_bytes"],
+            "gpu_used_bytes": gpu_used_bytes(),
+            "resident_bytes": engine.resident_bytes(),
+            "bank_bytes": engine.bank_bytes(),
+            "peak_rss": s["peak_rss_bytes"],
+            "tokens": toks,
+        }
         engine.close()
         del engine
         mx.clear_cache()
@@ -293,11 +356,27 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
 
 def run_child(kind: str, stream_dir: Path, prompts: list[int], tokens: int, cache_gb: float) -> dict:
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", kind, "--dir", str(stream_dir),
-         "--prompts", ",".join(map(str, prompts)), "--tokens", str(tokens), "--cache-gb", str(cache_gb)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join(
-            [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            "--dir",
+            str(stream_dir),
+            "--prompts",
+            ",".join(map(str, prompts)),
+            "--tokens",
+            str(tokens),
+            "--cache-gb",
+            str(cache_gb),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env=dict(
+            os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        ),
     )
     if out.returncode != 0:
         return {"error": out.stderr[-3000:]}
@@ -307,8 +386,7 @@ def run_child(kind: str, stream_dir: Path, prompts: list[int], tokens: int, cach
 # ---------------------------------------------------------------- table
 
 CONFIGS = ("mlx-lm resident", "almanac warm", "almanac cold", "almanac cache")
-KINDS = {"mlx-lm resident": "resident", "almanac warm": "warm", "almanac cold": "cold",
-         "almanac cache": "cache"}
+KINDS = {"mlx-lm resident": "resident", "almanac warm": "warm", "almanac cold": "cold", "almanac cache": "cache"}
 
 
 def summarize(rounds: list[dict], prompts: list[int], raws: list[float]) -> list[dict]:
@@ -322,20 +400,34 @@ def summarize(rounds: list[dict], prompts: list[int], raws: list[float]) -> list
                 continue
             ref = [r["mlx-lm resident"]["runs"][key] for r in rounds if "runs" in r["mlx-lm resident"]]
 
-            def med(field):
+            def med(field, runs=runs):
                 return _median([run.get(field) for run in runs])
 
             row = {"config": name, "prompt": length}
-            for field in ("decode_tok_s", "prefill_tok_s", "ttft_s", "bytes_per_token", "read_gbps",
-                          "peak_gpu_bytes", "gpu_used_bytes", "peak_rss", "hit_rate", "prefill_bytes",
-                          "io_wait_share", "cache_slots"):
+            for field in (
+                "decode_tok_s",
+                "prefill_tok_s",
+                "ttft_s",
+                "bytes_per_token",
+                "read_gbps",
+                "peak_gpu_bytes",
+                "gpu_used_bytes",
+                "peak_rss",
+                "hit_rate",
+                "prefill_bytes",
+                "io_wait_share",
+                "cache_slots",
+            ):
                 row[field] = med(field)
-            row["decode_vs_resident"] = _median([run["decode_tok_s"] / r["decode_tok_s"]
-                                                 for run, r in zip(runs, ref)])
-            row["prefill_vs_resident"] = _median([run["prefill_tok_s"] / r["prefill_tok_s"]
-                                                  for run, r in zip(runs, ref)])
-            row["raw_share"] = (_median([run["read_gbps"] / raw for run, raw in zip(runs, raws)
-                                         if run.get("read_gbps")]) if row["read_gbps"] else None)
+            row["decode_vs_resident"] = _median([run["decode_tok_s"] / r["decode_tok_s"] for run, r in zip(runs, ref)])
+            row["prefill_vs_resident"] = _median(
+                [run["prefill_tok_s"] / r["prefill_tok_s"] for run, r in zip(runs, ref)]
+            )
+            row["raw_share"] = (
+                _median([run["read_gbps"] / raw for run, raw in zip(runs, raws) if run.get("read_gbps")])
+                if row["read_gbps"]
+                else None
+            )
             row["same_tokens"] = all(run["tokens"] == r["tokens"] for run, r in zip(runs, ref))
             row["decode_all"] = [run["decode_tok_s"] for run in runs]
             rows.append(row)
@@ -343,10 +435,12 @@ def summarize(rounds: list[dict], prompts: list[int], raws: list[float]) -> list
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| prompt | run | decode tok/s | vs resident | prefill tok/s | vs resident | TTFT s "
-             "| MB read / decode token | read GB/s | % of raw | MLX peak GPU GB | nvidia-smi GB "
-             "| tokens = resident |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| prompt | run | decode tok/s | vs resident | prefill tok/s | vs resident | TTFT s "
+        "| MB read / decode token | read GB/s | % of raw | MLX peak GPU GB | nvidia-smi GB "
+        "| tokens = resident |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['prompt']} | {r['config']} | failed: see JSON |" + " |" * 10)
@@ -356,17 +450,28 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['prompt']} | {r['config']} | {r['decode_tok_s']:.1f} | {r['decode_vs_resident']:.2f}x "
             f"| {r['prefill_tok_s']:.0f} | {r['prefill_vs_resident']:.2f}x | {r['ttft_s']:.2f} | "
-            + (f"{r['bytes_per_token'] / 1e6:.0f} | {gbps:.2f} | {100 * r['raw_share']:.0f}% | "
-               if gbps else "0 | - | - | ")
-            + f"{r['peak_gpu_bytes'] / 1e9:.1f} | " + (f"{smi / 1e9:.1f}" if smi else "-") + " | "
-            + ("yes" if r["same_tokens"] else "NO") + " |")
+            + (
+                f"{r['bytes_per_token'] / 1e6:.0f} | {gbps:.2f} | {100 * r['raw_share']:.0f}% | "
+                if gbps
+                else "0 | - | - | "
+            )
+            + f"{r['peak_gpu_bytes'] / 1e9:.1f} | "
+            + (f"{smi / 1e9:.1f}" if smi else "-")
+            + " | "
+            + ("yes" if r["same_tokens"] else "NO")
+            + " |"
+        )
     return "\n".join(lines)
 
 
 def run_parity() -> dict:
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                          "tests/engine/test_parity.py"], capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/engine/test_parity.py"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     tail = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else out.stderr[-500:]
     print(f"parity tests on this backend: {tail} ({time.perf_counter() - t:.0f} s)", flush=True)
     return {"returncode": out.returncode, "summary": tail, "output": out.stdout[-6000:]}
@@ -399,17 +504,39 @@ def main() -> None:
 
     from llm_engine.device import backend, read_path
 
-    report = {"gpu": gpu_name(), "mlx": mx.__version__, "backend": backend(),
-              "read_path": read_path().name, "model": args.model, "prompts": prompts,
-              "tokens": args.tokens, "rounds": args.rounds, "cache_gb": args.cache_gb}
+    report = {
+        "gpu": gpu_name(),
+        "mlx": mx.__version__,
+        "backend": backend(),
+        "read_path": read_path().name,
+        "model": args.model,
+        "prompts": prompts,
+        "tokens": args.tokens,
+        "rounds": args.rounds,
+        "cache_gb": args.cache_gb,
+    }
     print(json.dumps(report), flush=True)
     if args.parity:
         report["parity"] = run_parity()
     args.workdir.mkdir(parents=True, exist_ok=True)
     print(f"free disk: {shutil.disk_usage(args.workdir).free / 1e9:.0f} GB", flush=True)
     # Built in a child: its memory is handed back before the runs.
-    subprocess.run([sys.executable, __file__, "--worker", "build", "--workdir", str(args.workdir),
-                    "--model", args.model, "--layers", str(args.layers or 0)], check=True, cwd=ROOT)
+    subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            "build",
+            "--workdir",
+            str(args.workdir),
+            "--model",
+            args.model,
+            "--layers",
+            str(args.layers or 0),
+        ],
+        check=True,
+        cwd=ROOT,
+    )
     cfg = dict(MODELS[args.model], **({"num_hidden_layers": args.layers} if args.layers else {}))
     stream_dir = args.workdir / f"{args.model}-{cfg['num_hidden_layers']}l"
     files = sorted((stream_dir / "experts").glob("*.bin"))
@@ -427,8 +554,11 @@ def main() -> None:
             t = time.perf_counter()
             row[name] = run_child(KINDS[name], stream_dir, prompts, args.tokens, args.cache_gb)
             brief = {k: round(v["decode_tok_s"], 1) for k, v in row[name].get("runs", {}).items()}
-            print(f"  {name}: {time.perf_counter() - t:.0f} s, decode tok/s by prompt {brief}"
-                  + (" FAILED " + row[name]["error"][-800:] if "error" in row[name] else ""), flush=True)
+            print(
+                f"  {name}: {time.perf_counter() - t:.0f} s, decode tok/s by prompt {brief}"
+                + (" FAILED " + row[name]["error"][-800:] if "error" in row[name] else ""),
+                flush=True,
+            )
         rounds.append(row)
         if args.json:  # after every round, so a run cut short still leaves its figures
             args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -439,9 +569,11 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
     print()
-    print(f"{report['gpu']}; MLX {report['mlx']} ({report['backend']}, read path {report['read_path']}); "
-          f"{args.model}, {cfg['num_hidden_layers']} layers, 4-bit, {size / 1e9:.1f} GB; "
-          f"{args.tokens} tokens; medians of {args.rounds} rounds; raw read {_median(raws):.2f} GB/s")
+    print(
+        f"{report['gpu']}; MLX {report['mlx']} ({report['backend']}, read path {report['read_path']}); "
+        f"{args.model}, {cfg['num_hidden_layers']} layers, 4-bit, {size / 1e9:.1f} GB; "
+        f"{args.tokens} tokens; medians of {args.rounds} rounds; raw read {_median(raws):.2f} GB/s"
+    )
     print(table(rows))
     if args.parity:
         print(f"parity tests: {report['parity']['summary']}")

@@ -9,6 +9,7 @@ Both servers run on 127.0.0.1; wrk drives each at 32 connections for article, se
 
 Needs Debian's kiwix-tools and wrk, and Almanac installed (the `almanac` on PATH or --almanac).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,6 @@ import random
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,9 +31,11 @@ from wrkrun import wrk
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_ZIM = ROOT.parent / "shared" / "testdata" / "zim" / "example.zim"
-WORDS = ("river mountain city language history science music energy ocean forest planet garden bridge "
-         "library medicine history water village market winter summer island desert engine railway "
-         "harbour castle temple school doctor farmer butter cheese bread salt copper silver iron").split()
+WORDS = (
+    "river mountain city language history science music energy ocean forest planet garden bridge "
+    "library medicine history water village market winter summer island desert engine railway "
+    "harbour castle temple school doctor farmer butter cheese bread salt copper silver iron"
+).split()
 
 
 def free_port() -> int:
@@ -54,8 +56,11 @@ def wait(url: str, timeout: float = 60) -> None:
 
 
 def start_kiwix(zim: Path, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["kiwix-serve", "--address", "127.0.0.1", "--port", str(port), str(zim)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["kiwix-serve", "--address", "127.0.0.1", "--port", str(port), str(zim)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait(f"http://127.0.0.1:{port}/catalog/v2/entries")
     return proc
 
@@ -71,8 +76,12 @@ def start_almanac(almanac: str, zim: Path, port: int, data: Path) -> subprocess.
     data.mkdir(parents=True, exist_ok=True)
     (data / "config.yaml").write_text("log_level: warning\n")
     subprocess.run([almanac, "content", "add", str(zim)], env=env, check=True, capture_output=True)
-    proc = subprocess.Popen([almanac, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [almanac, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait(f"http://127.0.0.1:{port}/healthz")
     return proc
 
@@ -85,8 +94,9 @@ def stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def sample_urls(zim: Path, kiwix_prefix: str, almanac_book: str, n: int = 200,
-                queries: int = 3000) -> dict[str, tuple[list, list]]:
+def sample_urls(
+    zim: Path, kiwix_prefix: str, almanac_book: str, n: int = 200, queries: int = 3000
+) -> dict[str, tuple[list, list]]:
     """The same requests for both servers: (kiwix paths, almanac paths) per kind."""
     from libzim.reader import Archive
 
@@ -113,12 +123,18 @@ def sample_urls(zim: Path, kiwix_prefix: str, almanac_book: str, n: int = 200,
 
     book = urllib.parse.unquote(kiwix_prefix.rsplit("/", 1)[-1])
     return {
-        "article": ([f"{kiwix_prefix}/{q(p)}" for p in articles],
-                    [f"/content/{q(almanac_book)}/{q(p)}" for p in articles]),
-        "search": ([f"/search?content={q(book)}&pattern={q(t)}" for t in terms],
-                   [f"/search?content={q(almanac_book)}&pattern={q(t)}" for t in terms]),
-        "suggest": ([f"/suggest?content={q(book)}&term={q(p)}&count=10" for p in prefixes],
-                    [f"/suggest?content={q(almanac_book)}&term={q(p)}&count=10" for p in prefixes]),
+        "article": (
+            [f"{kiwix_prefix}/{q(p)}" for p in articles],
+            [f"/content/{q(almanac_book)}/{q(p)}" for p in articles],
+        ),
+        "search": (
+            [f"/search?content={q(book)}&pattern={q(t)}" for t in terms],
+            [f"/search?content={q(almanac_book)}&pattern={q(t)}" for t in terms],
+        ),
+        "suggest": (
+            [f"/suggest?content={q(book)}&term={q(p)}&count=10" for p in prefixes],
+            [f"/suggest?content={q(almanac_book)}&term={q(p)}&count=10" for p in prefixes],
+        ),
     }
 
 
@@ -181,8 +197,9 @@ def build_big_archive(path: Path, count: int) -> float:
             words = rng.choices(vocabulary, weights, k=rng.randint(80, 300))
             self.title = f"{vocabulary[500 + i % 15000].title()} {vocabulary[200 + (i // 15000)]} {i}"
             body = " ".join(words)
-            self.html = (f"<html><head><title>{self.title}</title></head><body><h1>{self.title}</h1>"
-                         f"<p>{body}</p></body></html>")
+            self.html = (
+                f"<html><head><title>{self.title}</title></head><body><h1>{self.title}</h1><p>{body}</p></body></html>"
+            )
 
         def get_path(self):
             return f"article_{self.i}"
@@ -205,9 +222,16 @@ def build_big_archive(path: Path, count: int) -> float:
     weights = [1 / (rank + 1) for rank in range(len(vocabulary))]  # Zipf, like real text
     with Creator(str(path)).config_indexing(True, "eng") as creator:
         creator.set_mainpath("article_0")
-        for key, value in (("Name", path.stem), ("Title", "Generated"), ("Language", "eng"),
-                           ("Creator", "bench"), ("Publisher", "bench"), ("Date", "2026-01-01"),
-                           ("Description", "generated articles"), ("Tags", "bench")):
+        for key, value in (
+            ("Name", path.stem),
+            ("Title", "Generated"),
+            ("Language", "eng"),
+            ("Creator", "bench"),
+            ("Publisher", "bench"),
+            ("Date", "2026-01-01"),
+            ("Description", "generated articles"),
+            ("Tags", "bench"),
+        ):
             creator.add_metadata(key, value)
         for i in range(count):
             creator.add_item(Page(i, rng))
@@ -218,7 +242,8 @@ def fmt(r: dict) -> str:
     if r.get("failed"):
         return f"FAILED ({r['failed'][:40]})"
     return f"{r['rps']:8.0f} req/s  p50 {r['p50']:7.1f} ms  p99 {r['p99']:7.1f} ms" + (
-        f"  ({r['errors']} errors)" if r["errors"] else "")
+        f"  ({r['errors']} errors)" if r["errors"] else ""
+    )
 
 
 def main() -> int:
@@ -230,9 +255,12 @@ def main() -> int:
     parser.add_argument("--skip-big", action="store_true")
     parser.add_argument("--almanac", default=shutil.which("almanac") or str(Path(sys.executable).with_name("almanac")))
     parser.add_argument("--json", type=Path, help="also write the results here")
-    parser.add_argument("--workdir", type=Path,
-                        help="scratch folder, kept with the generated archive for the next run (default: a new one "
-                             "in /var/tmp, removed afterwards)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="scratch folder, kept with the generated archive for the next run (default: a new one "
+        "in /var/tmp, removed afterwards)",
+    )
     args = parser.parse_args()
     for tool in ("kiwix-serve", "wrk"):
         if not shutil.which(tool):

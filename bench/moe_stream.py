@@ -39,21 +39,33 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SHAPES = {  # Qwen3-30B-A3B, but fewer layers and a smaller vocabulary
-    "model_type": "qwen3_moe", "architectures": ["Qwen3MoeForCausalLM"],
-    "hidden_size": 2048, "intermediate_size": 6144, "num_attention_heads": 32,
-    "num_key_value_heads": 4, "head_dim": 128, "num_experts": 128, "num_experts_per_tok": 8,
-    "moe_intermediate_size": 768, "decoder_sparse_step": 1, "mlp_only_layers": [],
-    "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False,
-    "max_position_embeddings": 40960, "norm_topk_prob": True, "torch_dtype": "bfloat16",
+    "model_type": "qwen3_moe",
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "moe_intermediate_size": 768,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+    "max_position_embeddings": 40960,
+    "norm_topk_prob": True,
+    "torch_dtype": "bfloat16",
     "vocab_size": 32000,
 }
 
 
 # ---------------------------------------------------------------- building the checkpoint
 
+
 def build(workdir: Path, layers: int) -> tuple[Path, Path]:
     import mlx.core as mx
-    import mlx.nn as nn
     from mlx.utils import tree_flatten
     from mlx_lm.utils import _get_classes, save_config
 
@@ -76,8 +88,9 @@ def build(workdir: Path, layers: int) -> tuple[Path, Path]:
             mx.eval(layer.parameters())
         mx.eval(model.parameters())
         mlx_dir.mkdir(parents=True)
-        mx.save_safetensors(str(mlx_dir / "model.safetensors"), dict(tree_flatten(model.parameters())),
-                            metadata={"format": "mlx"})
+        mx.save_safetensors(
+            str(mlx_dir / "model.safetensors"), dict(tree_flatten(model.parameters())), metadata={"format": "mlx"}
+        )
         save_config(qcfg, config_path=mlx_dir / "config.json")
         _tokenizer(mlx_dir)
         del model
@@ -96,16 +109,21 @@ def _tokenizer(directory: Path) -> None:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1000,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(["an offline library for everyone"] * 10, trainer)
     tok.save(str(directory / "tokenizer.json"))
-    (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"}))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "PreTrainedTokenizerFast", "eos_token": "<|endoftext|>"})
+    )
 
 
 # ---------------------------------------------------------------- disk
+
 
 def raw_read_gbps(path: Path, limit: int = 1 << 30) -> tuple[float, str]:
     """Sequential read speed of `path` bypassing the page cache (O_DIRECT), GB/s."""
@@ -156,6 +174,7 @@ def warm(paths) -> None:
 
 # ---------------------------------------------------------------- GGUF export (for llama.cpp)
 
+
 def _safetensors(path: Path) -> dict:
     """name -> (dtype, numpy view of the raw bytes); numpy alone (bf16 has no numpy dtype)."""
     import numpy as np
@@ -205,8 +224,10 @@ def _q4_1(weight, scales, biases):
     blocks = q.reshape(*q.shape[:-1], -1, 32)
     qs = blocks[..., :16] | (blocks[..., 16:] << 4)
     d, m = (np.repeat(v, 2, axis=-1).astype(np.float16) for v in (scales, biases))
-    inexact = int(np.sum(d.astype(np.float32) != np.repeat(scales, 2, axis=-1))
-                  + np.sum(m.astype(np.float32) != np.repeat(biases, 2, axis=-1)))
+    inexact = int(
+        np.sum(d.astype(np.float32) != np.repeat(scales, 2, axis=-1))
+        + np.sum(m.astype(np.float32) != np.repeat(biases, 2, axis=-1))
+    )
     out = np.concatenate([d[..., None].view(np.uint8), m[..., None].view(np.uint8), qs], axis=-1)
     return out.reshape(*out.shape[:-2], -1), inexact
 
@@ -228,7 +249,6 @@ def _dequantize(weight, scales, biases, bits, group):
 def export_gguf(mlx_dir: Path, out: Path) -> dict:
     """Write the synthetic qwen3_moe checkpoint as GGUF for llama.cpp, with the same weights."""
     import gguf
-    import numpy as np
 
     cfg = json.loads((mlx_dir / "config.json").read_text())
     quant = cfg["quantization"]
@@ -280,8 +300,9 @@ def export_gguf(mlx_dir: Path, out: Path) -> dict:
             inexact += bad
             w.add_tensor(dst, blocks, raw_dtype=gguf.GGMLQuantizationType.Q4_1)
         else:  # the 8-bit router: no GGUF type holds MLX's 8-bit affine groups; use f32
-            w.add_tensor(dst, _dequantize(_packed(weight), _floats(scales), _floats(biases),
-                                          q["bits"], q["group_size"]))
+            w.add_tensor(
+                dst, _dequantize(_packed(weight), _floats(scales), _floats(biases), q["bits"], q["group_size"])
+            )
 
     linear("model.embed_tokens", "token_embd.weight")
     for i in range(cfg["num_hidden_layers"]):
@@ -336,8 +357,7 @@ def worker_llama(directory: str, tokens: int) -> dict:
     path = Path(directory) / GGUF_NAME
     baseline = _rss_now()
     warm([path])
-    llm = Llama(model_path=str(path), n_ctx=512, n_batch=512, n_threads=os.cpu_count(),
-                use_mmap=True, verbose=False)
+    llm = Llama(model_path=str(path), n_ctx=512, n_batch=512, n_threads=os.cpu_count(), use_mmap=True, verbose=False)
     vocab = llm.n_vocab()
 
     def greedy() -> int:
@@ -353,10 +373,19 @@ def worker_llama(directory: str, tokens: int) -> dict:
         llm.eval([out[-1]])
         out.append(greedy())
     t_end = time.perf_counter()
-    return {"ttft_s": t_first - t0, "decode_tok_s": (tokens - 1) / (t_end - t_first),
-            "bytes_per_token": 0, "io_s": 0.0, "io_wait_s": 0.0, "total_s": t_end - t_first,
-            "peak_rss": rss(), "baseline_rss": baseline, "resident_bytes": path.stat().st_size,
-            "read_gbps": None, "tokens": out}
+    return {
+        "ttft_s": t_first - t0,
+        "decode_tok_s": (tokens - 1) / (t_end - t_first),
+        "bytes_per_token": 0,
+        "io_s": 0.0,
+        "io_wait_s": 0.0,
+        "total_s": t_end - t_first,
+        "peak_rss": rss(),
+        "baseline_rss": baseline,
+        "resident_bytes": path.stat().st_size,
+        "read_gbps": None,
+        "tokens": out,
+    }
 
 
 def worker_paired(mlx_dir: str, stream_dir: str, tokens: int) -> dict:
@@ -391,8 +420,12 @@ def worker_paired(mlx_dir: str, stream_dir: str, tokens: int) -> dict:
             mx.eval(ys[name])
             times[name].append(time.perf_counter() - t)
         same = same and int(ys["resident"]) == int(ys["streaming"])
-    return {"ratios": [r / s for r, s in zip(times["resident"], times["streaming"])],
-            "resident_s": times["resident"], "streaming_s": times["streaming"], "same_tokens": same}
+    return {
+        "ratios": [r / s for r, s in zip(times["resident"], times["streaming"])],
+        "resident_s": times["resident"],
+        "streaming_s": times["streaming"],
+        "same_tokens": same,
+    }
 
 
 def worker(mode: str, directory: str, tokens: int, cache_gb: float) -> dict:
@@ -427,10 +460,19 @@ def worker(mode: str, directory: str, tokens: int, cache_gb: float) -> dict:
             if t_first is None:
                 t_first = time.perf_counter()
         t_end = time.perf_counter()
-        return {"ttft_s": t_first - t0, "decode_tok_s": (len(out) - 1) / (t_end - t_first),
-                "bytes_per_token": 0, "io_s": 0.0, "io_wait_s": 0.0, "total_s": t_end - t_first,
-                "peak_rss": rss(), "baseline_rss": baseline, "resident_bytes": weights,
-                "read_gbps": None, "tokens": out}
+        return {
+            "ttft_s": t_first - t0,
+            "decode_tok_s": (len(out) - 1) / (t_end - t_first),
+            "bytes_per_token": 0,
+            "io_s": 0.0,
+            "io_wait_s": 0.0,
+            "total_s": t_end - t_first,
+            "peak_rss": rss(),
+            "baseline_rss": baseline,
+            "resident_bytes": weights,
+            "read_gbps": None,
+            "tokens": out,
+        }
 
     import llm_engine
 
@@ -449,23 +491,42 @@ def worker(mode: str, directory: str, tokens: int, cache_gb: float) -> dict:
     decode_s = (s["generated_tokens"] - 1) / s["decode_tok_per_s"]
     n = s["generated_tokens"] - 1
     io = {k: s[k] - first[k] for k in ("bytes_read", "io_seconds", "io_wait_seconds")}
-    return {"ttft_s": s["time_to_first_token_s"], "decode_tok_s": s["decode_tok_per_s"],
-            "bytes_per_token": io["bytes_read"] / n, "io_s": io["io_seconds"],
-            "io_wait_s": io["io_wait_seconds"], "total_s": decode_s,
-            "prefill_bytes": first["bytes_read"],
-            "peak_rss": s["peak_rss_bytes"], "baseline_rss": baseline,
-            "resident_bytes": engine.resident_bytes(), "bank_bytes": engine.bank_bytes(),
-            "hit_rate": s["cache_hit_rate"],
-            "read_gbps": io["bytes_read"] / io["io_seconds"] / 1e9 if io["io_seconds"] else None,
-            "tokens": out}
+    return {
+        "ttft_s": s["time_to_first_token_s"],
+        "decode_tok_s": s["decode_tok_per_s"],
+        "bytes_per_token": io["bytes_read"] / n,
+        "io_s": io["io_seconds"],
+        "io_wait_s": io["io_wait_seconds"],
+        "total_s": decode_s,
+        "prefill_bytes": first["bytes_read"],
+        "peak_rss": s["peak_rss_bytes"],
+        "baseline_rss": baseline,
+        "resident_bytes": engine.resident_bytes(),
+        "bank_bytes": engine.bank_bytes(),
+        "hit_rate": s["cache_hit_rate"],
+        "read_gbps": io["bytes_read"] / io["io_seconds"] / 1e9 if io["io_seconds"] else None,
+        "tokens": out,
+    }
 
 
-def run_child(mode: str, directory: Path, tokens: int, cache_gb: float = 0.0,
-              python: str = sys.executable) -> dict:
+def run_child(mode: str, directory: Path, tokens: int, cache_gb: float = 0.0, python: str = sys.executable) -> dict:
     out = subprocess.run(
-        [python, __file__, "--worker", mode, "--dir", str(directory),
-         "--tokens", str(tokens), "--cache-gb", str(cache_gb)],
-        capture_output=True, text=True, check=False, cwd=ROOT,
+        [
+            python,
+            __file__,
+            "--worker",
+            mode,
+            "--dir",
+            str(directory),
+            "--tokens",
+            str(tokens),
+            "--cache-gb",
+            str(cache_gb),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
         env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT)),
     )
     if out.returncode != 0:
@@ -477,8 +538,9 @@ def llama_python(requested: str | None) -> tuple[str | None, str]:
     """An interpreter with llama_cpp and gguf importable, or None and why not."""
     candidates = [requested] if requested else [sys.executable]
     for py in candidates:
-        probe = subprocess.run([py, "-c", "import llama_cpp, gguf; print(llama_cpp.__version__)"],
-                               capture_output=True, text=True)
+        probe = subprocess.run(
+            [py, "-c", "import llama_cpp, gguf; print(llama_cpp.__version__)"], capture_output=True, text=True
+        )
         if probe.returncode == 0:
             return py, f"llama-cpp-python {probe.stdout.strip()}"
         reason = (probe.stderr.strip().splitlines() or ["failed"])[-1]
@@ -486,6 +548,7 @@ def llama_python(requested: str | None) -> tuple[str | None, str]:
 
 
 # ---------------------------------------------------------------- table
+
 
 def _median(values):
     v = sorted(x for x in values if x is not None)
@@ -500,20 +563,39 @@ def summarize(rounds: list[dict], raws: list[float]) -> dict:
     out = {}
     for name in rounds[0]:
         runs = [r[name] for r in rounds]
-        row = {k: _median([run.get(k) for run in runs])
-               for k in ("decode_tok_s", "ttft_s", "bytes_per_token", "read_gbps", "peak_rss",
-                         "baseline_rss", "resident_bytes", "bank_bytes", "hit_rate", "prefill_bytes")}
-        row["vs_resident"] = _median([r[name]["decode_tok_s"] / r["mlx-lm resident"]["decode_tok_s"]
-                                      for r in rounds])
-        row["ttft_vs_resident"] = _median([r[name]["ttft_s"] / r["mlx-lm resident"]["ttft_s"]
-                                           for r in rounds])
+        row = {
+            k: _median([run.get(k) for run in runs])
+            for k in (
+                "decode_tok_s",
+                "ttft_s",
+                "bytes_per_token",
+                "read_gbps",
+                "peak_rss",
+                "baseline_rss",
+                "resident_bytes",
+                "bank_bytes",
+                "hit_rate",
+                "prefill_bytes",
+            )
+        }
+        row["vs_resident"] = _median([r[name]["decode_tok_s"] / r["mlx-lm resident"]["decode_tok_s"] for r in rounds])
+        row["ttft_vs_resident"] = _median([r[name]["ttft_s"] / r["mlx-lm resident"]["ttft_s"] for r in rounds])
         row["io_wait_share"] = _median([run["io_wait_s"] / run["total_s"] for run in runs if run.get("total_s")])
-        row["raw_share"] = _median([run["read_gbps"] / raw for run, raw in zip(runs, raws)
-                                    if run.get("read_gbps")]) if runs[0].get("read_gbps") else None
+        row["raw_share"] = (
+            _median([run["read_gbps"] / raw for run, raw in zip(runs, raws) if run.get("read_gbps")])
+            if runs[0].get("read_gbps")
+            else None
+        )
         row["same_tokens"] = all(run["tokens"] == r["mlx-lm resident"]["tokens"] for run, r in zip(runs, rounds))
         ref = rounds[0]["mlx-lm resident"]["tokens"]
-        row["agree"] = _median([next((i for i, (a, b) in enumerate(zip(run["tokens"], ref)) if a != b),
-                                     min(len(run["tokens"]), len(ref))) for run in runs])
+        row["agree"] = _median(
+            [
+                next(
+                    (i for i, (a, b) in enumerate(zip(run["tokens"], ref)) if a != b), min(len(run["tokens"]), len(ref))
+                )
+                for run in runs
+            ]
+        )
         row["decode_all"] = [run["decode_tok_s"] for run in runs]
         out[name] = row
     return out
@@ -529,10 +611,15 @@ def table(summary: dict) -> str:
         gbps = r["read_gbps"]
         lines.append(
             f"| {name} | {r['decode_tok_s']:.2f} | {r['vs_resident']:.2f}x | {r['ttft_s']:.2f} | "
-            + (f"{r['bytes_per_token'] / 1e6:.1f} | {gbps:.2f} | {100 * r['raw_share']:.0f}% | "
-               f"{100 * r['io_wait_share']:.0f}% | " if gbps else "0 | - | - | - | ")
+            + (
+                f"{r['bytes_per_token'] / 1e6:.1f} | {gbps:.2f} | {100 * r['raw_share']:.0f}% | "
+                f"{100 * r['io_wait_share']:.0f}% | "
+                if gbps
+                else "0 | - | - | - | "
+            )
             + f"{r['peak_rss'] / 2**30:.2f} | {(r['peak_rss'] - r['baseline_rss']) / 2**30:.2f} | "
-            + ("yes" if r["same_tokens"] else f"first {r['agree']:.0f}") + " |"
+            + ("yes" if r["same_tokens"] else f"first {r['agree']:.0f}")
+            + " |"
         )
     return "\n".join(lines)
 
@@ -543,10 +630,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--tokens", type=int, default=24)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--cache-gb", type=float, default=0.0,
-                    help="also run warm with this expert cache (GB)")
-    ap.add_argument("--llama-python", default=None,
-                    help="interpreter with llama-cpp-python and gguf (default: this one, if it has them)")
+    ap.add_argument("--cache-gb", type=float, default=0.0, help="also run warm with this expert cache (GB)")
+    ap.add_argument(
+        "--llama-python",
+        default=None,
+        help="interpreter with llama-cpp-python and gguf (default: this one, if it has them)",
+    )
     ap.add_argument("--no-llama", action="store_true", help="skip the llama.cpp row")
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -560,9 +649,12 @@ def main() -> None:
         build(args.workdir, args.layers)
         return
     # Build in a child too: Linux children inherit their parent's peak RSS.
-    subprocess.run([sys.executable, __file__, "--worker", "build", "--workdir", str(args.workdir),
-                    "--layers", str(args.layers)], check=True, cwd=ROOT,
-                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    subprocess.run(
+        [sys.executable, __file__, "--worker", "build", "--workdir", str(args.workdir), "--layers", str(args.layers)],
+        check=True,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     mlx_dir, stream_dir = args.workdir / "mlx-4bit", args.workdir / "almanac"
     expert_files = sorted((stream_dir / "experts").glob("*.bin"))
     llama_py, llama_note = (None, "skipped (--no-llama)") if args.no_llama else llama_python(args.llama_python)
@@ -585,41 +677,53 @@ def main() -> None:
         if args.cache_gb:
             warm(expert_files)
             rows[f"almanac warm, cache {args.cache_gb:g} GB"] = run_child(
-                "warm", stream_dir, args.tokens, args.cache_gb)
+                "warm", stream_dir, args.tokens, args.cache_gb
+            )
         if llama_py:
             rows[f"llama.cpp, {os.cpu_count()} threads, mmap"] = run_child(
-                "llama", mlx_dir, args.tokens, python=llama_py)
+                "llama", mlx_dir, args.tokens, python=llama_py
+            )
         rounds.append(rows)
         raws.append(raw)
     if args.json:
-        args.json.write_text(json.dumps({"rounds": rounds, "raw_gbps": raws, "how": how,
-                                         "paired": paired}, indent=1))
+        args.json.write_text(json.dumps({"rounds": rounds, "raw_gbps": raws, "how": how, "paired": paired}, indent=1))
     summary = summarize(rounds, raws)
     res = summary["mlx-lm resident"]
     print()
-    print(f"{args.layers} layers of Qwen3-30B-A3B shapes, 4-bit, {args.tokens} generated tokens, "
-          f"32-token prompt, medians of {args.rounds} rounds; resident weights: mlx-lm "
-          f"{res['resident_bytes'] / 2**30:.2f} GB (fp32 scales, CPU), Almanac "
-          f"{summary['almanac warm']['resident_bytes'] / 2**30:.2f} GB + bank "
-          f"{summary['almanac warm']['bank_bytes'] / 2**20:.0f} MB")
+    print(
+        f"{args.layers} layers of Qwen3-30B-A3B shapes, 4-bit, {args.tokens} generated tokens, "
+        f"32-token prompt, medians of {args.rounds} rounds; resident weights: mlx-lm "
+        f"{res['resident_bytes'] / 2**30:.2f} GB (fp32 scales, CPU), Almanac "
+        f"{summary['almanac warm']['resident_bytes'] / 2**30:.2f} GB + bank "
+        f"{summary['almanac warm']['bank_bytes'] / 2**20:.0f} MB"
+    )
     print(table(summary))
-    print(f"\nraw sequential read of an expert file ({how}): "
-          f"{_median(raws):.2f} GB/s (median)")
-    print("prefill (31 tokens) read: " + "; ".join(
-        f"{k}: {v['prefill_bytes'] / 1e6:.0f} MB" for k, v in summary.items() if v.get("prefill_bytes")))
-    print("expert cache hit rate: " + "; ".join(
-        f"{k}: {v['hit_rate']:.0%}" for k, v in summary.items() if v.get("hit_rate")))
-    print("decode tok/s per round: " + "; ".join(
-        f"{k}: {', '.join(f'{x:.2f}' for x in v['decode_all'])}" for k, v in summary.items()))
+    print(f"\nraw sequential read of an expert file ({how}): {_median(raws):.2f} GB/s (median)")
+    print(
+        "prefill (31 tokens) read: "
+        + "; ".join(f"{k}: {v['prefill_bytes'] / 1e6:.0f} MB" for k, v in summary.items() if v.get("prefill_bytes"))
+    )
+    print(
+        "expert cache hit rate: "
+        + "; ".join(f"{k}: {v['hit_rate']:.0%}" for k, v in summary.items() if v.get("hit_rate"))
+    )
+    print(
+        "decode tok/s per round: "
+        + "; ".join(f"{k}: {', '.join(f'{x:.2f}' for x in v['decode_all'])}" for k, v in summary.items())
+    )
     print(f"llama.cpp: {llama_note}")
     ratios = [r for p in paired for r in p["ratios"]]
     per_round = [_median(p["ratios"]) for p in paired]
-    print(f"paired in one process, decode step by step (warm streaming / resident speed): median "
-          f"{_median(ratios):.3f} over {len(ratios)} steps; per round "
-          f"{', '.join(f'{r:.3f}' for r in per_round)}; same tokens: "
-          f"{'yes' if all(p['same_tokens'] for p in paired) else 'NO'}")
-    print(f"load average after the runs: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
-          f"on {os.cpu_count()} CPUs (other work on the machine skews the numbers)")
+    print(
+        f"paired in one process, decode step by step (warm streaming / resident speed): median "
+        f"{_median(ratios):.3f} over {len(ratios)} steps; per round "
+        f"{', '.join(f'{r:.3f}' for r in per_round)}; same tokens: "
+        f"{'yes' if all(p['same_tokens'] for p in paired) else 'NO'}"
+    )
+    print(
+        f"load average after the runs: {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+        f"on {os.cpu_count()} CPUs (other work on the machine skews the numbers)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def _section(data: bytes | bytearray, wanted: str) -> tuple[int, int]:
     strtab = headers[names][4]
     for name, _type, _flags, _addr, offset, size in headers:
         end = data.index(b"\0", strtab + name)
-        if data[strtab + name:end].decode() == wanted:
+        if data[strtab + name : end].decode() == wanted:
             return offset, size
     raise SystemExit(f"no {wanted} section")
 
@@ -58,7 +58,7 @@ def keep_one_arch(path: Path, sm: int) -> tuple[int, int]:
             if kind == KIND_ELF and arch == sm:
                 kept += payload
             else:
-                data[body:body + payload] = bytes(payload)
+                data[body : body + payload] = bytes(payload)
                 blanked += payload
             q = body + payload
         p += header + fat
@@ -79,11 +79,31 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         wheels, site = Path(tmp) / "wheels", Path(tmp) / "site"
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                        "--python-version", args.python, "--implementation", "cp",
-                        "--platform", "manylinux_2_35_x86_64", "--platform", "manylinux_2_17_x86_64",
-                        "-d", str(wheels), f"mlx=={args.mlx}", f"mlx-cuda-{args.cuda}=={args.mlx}",
-                        f"mlx-lm=={args.mlx_lm}"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--python-version",
+                args.python,
+                "--implementation",
+                "cp",
+                "--platform",
+                "manylinux_2_35_x86_64",
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "-d",
+                str(wheels),
+                f"mlx=={args.mlx}",
+                f"mlx-cuda-{args.cuda}=={args.mlx}",
+                f"mlx-lm=={args.mlx_lm}",
+            ],
+            check=True,
+        )
         for wheel in sorted(wheels.glob("*.whl")):
             with zipfile.ZipFile(wheel) as z:
                 z.extractall(site)

@@ -6,6 +6,7 @@ the raw in-process read rate of the same tiles (our cached reader, and the PyPI 
 
 Target: >= 2,000 tiles/s over HTTP on a 2-core machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -116,8 +117,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto",
-                    help="load generator: wrk (C, leaves the CPU to the server) when installed, else Python threads")
+    ap.add_argument(
+        "--client",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="load generator: wrk (C, leaves the CPU to the server) when installed, else Python threads",
+    )
     ap.add_argument("--duration", type=int, default=15, help="seconds of load with wrk")
     args = ap.parse_args()
     path = args.file
@@ -161,10 +166,15 @@ def main() -> None:
         import os
 
         cores = os.cpu_count() or 1
-        print(f"server CPU per tile: {server_ms:.3f} ms -> {cores} cores alone could serve about "
-              f"{cores * 1000 / server_ms:,.0f} tiles/s (the client above shares those cores)")
-    print(f"{'median' if use_wrk else 'mean'} latency {statistics.fmean(lat) * 1000:.2f} ms; errors {errors}; target >= 2,000 tiles/s over HTTP: "
-          f"{'met' if rate >= 2000 else 'NOT met'}")
+        print(
+            f"server CPU per tile: {server_ms:.3f} ms -> {cores} cores alone could serve about "
+            f"{cores * 1000 / server_ms:,.0f} tiles/s (the client above shares those cores)"
+        )
+    print(
+        f"{'median' if use_wrk else 'mean'} latency {statistics.fmean(lat) * 1000:.2f} ms; errors {errors}; "
+        "target >= 2,000 tiles/s over HTTP: "
+        f"{'met' if rate >= 2000 else 'NOT met'}"
+    )
 
 
 if __name__ == "__main__":

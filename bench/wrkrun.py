@@ -2,6 +2,7 @@
 
 wrk is a C load generator: unlike a Python client it leaves the CPU to the server being measured.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,21 @@ import tempfile
 def wrk(base: str, paths: list[str], duration: int, connections: int, headers: dict | None = None) -> dict:
     """req/s, p50, p99 (ms) and errors from one wrk run rotating over `paths`."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write("paths = {\n" + ",\n".join(json.dumps(p) for p in paths) + "\n}\n"
-                "counter = 0\n"
-                "headers = " + lua_table(headers or {}) + "\n"
-                "request = function()\n  counter = counter + 1\n"
-                "  return wrk.format('GET', paths[(counter % #paths) + 1], headers)\nend\n")
+        f.write(
+            "paths = {\n" + ",\n".join(json.dumps(p) for p in paths) + "\n}\n"
+            "counter = 0\n"
+            "headers = " + lua_table(headers or {}) + "\n"
+            "request = function()\n  counter = counter + 1\n"
+            "  return wrk.format('GET', paths[(counter % #paths) + 1], headers)\nend\n"
+        )
         script = f.name
     try:
-        out = subprocess.run(["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
-                             capture_output=True, text=True, timeout=duration + 60).stdout
+        out = subprocess.run(
+            ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, base],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+        ).stdout
     finally:
         os.unlink(script)
     found = re.search(r"Requests/sec:\s+([\d.]+)", out)

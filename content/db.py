@@ -1,4 +1,5 @@
 """The state database: one SQLite file, opened the same way by every process."""
+
 from __future__ import annotations
 
 import sqlite3

@@ -3,6 +3,7 @@
 Books are registered in the state database. Files dropped into the archives folder, replaced or removed are
 noticed by ``scan()`` (cheap: one directory listing and a stat per file), so nothing needs a restart.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,6 +79,27 @@ class Book:
         return asdict(self)
 
 
+def set_cluster_cache_mb(mb: int) -> None:
+    """Memory each process may use for decompressed ZIM clusters (libzim's setting is per process)."""
+    import libzim
+
+    libzim.set_cluster_cache_max_size(mb << 20)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The books a request names (every book when it names none), and the open archives of those readable."""
+
+    books: list[Book]
+    archives: list[tuple[str, object]]  # (name, libzim Archive), in library order
+    named: bool  # the request named books
+
+    @property
+    def unknown(self) -> bool:
+        """Books were named and none of them is in the library."""
+        return self.named and not self.books
+
+
 def book_name(path: Path) -> str:
     return path.name[:-4] if path.name.endswith(".zim") else path.name
 
@@ -108,19 +130,33 @@ class Library:
             raise LibraryError(str(e)) from None
         stat = path.stat()
         row = dict(
-            name=name, path=str(path), uuid=info["uuid"], title=info["title"] or name,
-            description=info["description"], language=info["language"], creator=info["creator"],
-            publisher=info["publisher"], date=info["date"], tags=info["tags"], flavour=info["flavour"],
-            article_count=info["article_count"], media_count=info["media_count"], size=stat.st_size,
-            main_path=info["main_path"], has_fulltext_index=int(info["has_fulltext_index"]),
-            has_title_index=int(info["has_title_index"]), illustration_48=int(info["illustration_48"]),
-            mtime_ns=stat.st_mtime_ns, added_at=time.time(),
+            name=name,
+            path=str(path),
+            uuid=info["uuid"],
+            title=info["title"] or name,
+            description=info["description"],
+            language=info["language"],
+            creator=info["creator"],
+            publisher=info["publisher"],
+            date=info["date"],
+            tags=info["tags"],
+            flavour=info["flavour"],
+            article_count=info["article_count"],
+            media_count=info["media_count"],
+            size=stat.st_size,
+            main_path=info["main_path"],
+            has_fulltext_index=int(info["has_fulltext_index"]),
+            has_title_index=int(info["has_title_index"]),
+            illustration_48=int(info["illustration_48"]),
+            mtime_ns=stat.st_mtime_ns,
+            added_at=time.time(),
         )
         with self._lock:
             self._conn.execute("DELETE FROM books WHERE path = ? AND name != ?", (row["path"], name))
             self._conn.execute(
                 f"INSERT OR REPLACE INTO books ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                tuple(row.values()))
+                tuple(row.values()),
+            )
             self._conn.execute("DELETE FROM rejected_files WHERE path = ?", (row["path"],))
             self._archives.pop(name, None)
         return self.get(name)
@@ -143,6 +179,13 @@ class Library:
 
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM books").fetchone()[0]
+
+    def select(self, names: list[str] | None = None) -> Selection:
+        """The books named (every book when `names` is empty), in library order, with their open archives."""
+        wanted = set(names or ())
+        books = [b for b in self.list() if not wanted or b.name in wanted]
+        archives = [(b.name, a) for b in books if (a := self.archive(b.name)) is not None]
+        return Selection(books, archives, bool(wanted))
 
     def rejected(self) -> list[dict]:
         return [dict(r) for r in self._conn.execute("SELECT path, reason FROM rejected_files ORDER BY path")]
@@ -171,8 +214,10 @@ class Library:
                 self.add(path)
                 changes["updated" if book else "added"].append(book_name(Path(path)))
             except LibraryError as e:
-                self._conn.execute("INSERT OR REPLACE INTO rejected_files VALUES (?, ?, ?, ?)",
-                                   (path, stat.st_mtime_ns, stat.st_size, str(e)))
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO rejected_files VALUES (?, ?, ?, ?)",
+                    (path, stat.st_mtime_ns, stat.st_size, str(e)),
+                )
                 changes["rejected"].append(str(e))
         self._last_scan = time.monotonic()
         return changes

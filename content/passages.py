@@ -4,6 +4,7 @@ A question in plain words rarely matches libzim's full-text query as a whole (it
 the question's keywords are searched together first and then one by one; the articles found are cut into
 paragraphs and the paragraphs ranked by BM25 over the question's keywords. Everything stays on the box.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,29 +18,36 @@ from .search import QueryError
 
 # Words that say nothing about what is asked; libzim drops English stopwords itself, but a keyword that no
 # article holds would empty an AND query, and these are never the point of a question.
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all am an and any are as at be because been before being below between both
 but by can could did do does doing down during each few for from further had has have having he her here hers
 him his how i if in into is it its itself just me more most my no nor not now of off on once only or other our
 out over own same she should so some such than that the their them then there these they this those through to
 too under until up very was we were what when where which while who whom why will with would you your yours
 tell explain describe please know give show mean means find
-""".split())
+""".split()
+)
 
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
 _SENTENCE_END = re.compile(r"[.!?。！？](?:\s|$)")
 
 # Elements that end a paragraph, and those whose whole subtree is page furniture rather than the article.
-BLOCKS = frozenset("p li dd dt h1 h2 h3 h4 h5 h6 tr td th blockquote pre section article div br table ul ol "
-                   "figcaption caption".split())
+BLOCKS = frozenset(
+    "p li dd dt h1 h2 h3 h4 h5 h6 tr td th blockquote pre section article div br table ul ol figcaption caption".split()
+)
 HEADINGS = frozenset("h1 h2 h3 h4 h5 h6 dt caption".split())
-SKIPPED = frozenset("head title script style noscript template svg nav header footer aside form button select "
-                    "math".split())
+SKIPPED = frozenset(
+    "head title script style noscript template svg nav header footer aside form button select math".split()
+)
 # MediaWiki and mwoffliner furniture, matched against id and class: menus, edit links, reference lists, infobox
 # navigation, table of contents, category links.
-_FURNITURE = re.compile(r"navigation|navbox|footer|catlinks|mw-panel|sidebar|\btoc\b|noprint|editsection|"
-                        r"mw-jump|siteNotice|printfooter|reflist|references|mw-indicators|hatnote", re.I)
+_FURNITURE = re.compile(
+    r"navigation|navbox|footer|catlinks|mw-panel|sidebar|\btoc\b|noprint|editsection|"
+    r"mw-jump|siteNotice|printfooter|reflist|references|mw-indicators|hatnote",
+    re.I,
+)
 _VOID = frozenset("area base br col embed hr img input link meta source track wbr".split())
 
 
@@ -202,8 +210,14 @@ def _stems(text: str) -> list[str]:
     return [w[:PREFIX] for w in _WORD.findall(text.lower())]
 
 
-def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles: int = 8,
-         per_article: int = 2, context: str = "") -> list[Passage]:
+def find(
+    archives: list[tuple[str, object]],
+    question: str,
+    k: int = 5,
+    articles: int = 8,
+    per_article: int = 2,
+    context: str = "",
+) -> list[Passage]:
     """The k passages of (book name, Archive) pairs that best answer `question`, best first.
 
     At most `per_article` passages come from one article, so an answer can draw on several sources.
@@ -237,8 +251,9 @@ def find(archives: list[tuple[str, object]], question: str, k: int = 5, articles
     return _rank(pieces, [w[:PREFIX] for w in words], [w[:PREFIX] for w in extra], k, per_article)
 
 
-def _rank(pieces: list[tuple[str, str, str, str]], asked: list[str], context: list[str], k: int,
-          per_article: int) -> list[Passage]:
+def _rank(
+    pieces: list[tuple[str, str, str, str]], asked: list[str], context: list[str], k: int, per_article: int
+) -> list[Passage]:
     """BM25 over the pieces; the question's own terms count fully, the conversation's at CONTEXT_WEIGHT."""
     asked = list(dict.fromkeys(asked))  # "volcano" and "volcanoes" are one term
     weights = {t: 1.0 for t in asked}
@@ -248,12 +263,18 @@ def _rank(pieces: list[tuple[str, str, str, str]], asked: list[str], context: li
     lengths = [sum(d.values()) for d in docs]
     avg = sum(lengths) / len(lengths) or 1.0
     n = len(docs)
-    idf = {t: w * math.log(1 + (n - df + 0.5) / (df + 0.5))
-           for t, w in weights.items() for df in [sum(1 for d in docs if t in d)]}
+    idf = {
+        t: w * math.log(1 + (n - df + 0.5) / (df + 0.5))
+        for t, w in weights.items()
+        for df in [sum(1 for d in docs if t in d)]
+    }
     scored = []
     for (book, path, title, text), doc, length in zip(pieces, docs, lengths):
-        score = sum(idf[t] * doc[t] * (BM25_K1 + 1) / (doc[t] + BM25_K1 * (1 - BM25_B + BM25_B * length / avg))
-                    for t in weights if doc[t])
+        score = sum(
+            idf[t] * doc[t] * (BM25_K1 + 1) / (doc[t] + BM25_K1 * (1 - BM25_B + BM25_B * length / avg))
+            for t in weights
+            if doc[t]
+        )
         if score > 0:
             # A passage of an article named for what is asked is likelier to answer it.
             title_terms = set(_stems(title))

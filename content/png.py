@@ -28,11 +28,10 @@ def encode_png(width: int, height: int, rgba: bytes) -> bytes:
     if len(rgba) != stride * height:
         raise ValueError(f"expected {stride * height} bytes of RGBA for {width}x{height}, got {len(rgba)}")
     # Filter type 0 (none) on every row: simplest, and zlib does well enough on icons.
-    raw = b"".join(b"\x00" + rgba[y * stride:(y + 1) * stride] for y in range(height))
+    raw = b"".join(b"\x00" + rgba[y * stride : (y + 1) * stride] for y in range(height))
     # 8-bit depth, colour type 6 (RGBA), default compression/filter, no interlace.
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return (PNG_SIGNATURE + _chunk(b"IHDR", ihdr)
-            + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b""))
+    return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(raw, 9)) + _chunk(b"IEND", b"")
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -46,6 +45,7 @@ def png_size(data: bytes) -> tuple[int, int]:
 # --- the default icon -------------------------------------------------------
 # Shapes are described in a 48-unit coordinate space and rasterised with 4x4
 # supersampling so the slanted page edges come out smooth at 48x48.
+
 
 def _inside_polygon(x: float, y: float, pts: list[tuple[float, float]]) -> bool:
     inside = False
@@ -130,6 +130,5 @@ def almanac_icon(size: int = 48) -> bytes:
             if a == 0:
                 out += b"\x00\x00\x00\x00"
             else:
-                out += bytes((round(acc[0] / n / a), round(acc[1] / n / a),
-                              round(acc[2] / n / a), round(a * 255)))
+                out += bytes((round(acc[0] / n / a), round(acc[1] / n / a), round(acc[2] / n / a), round(a * 255)))
     return encode_png(size, size, bytes(out))

@@ -3,6 +3,7 @@
 libzim returns only paths, so snippets are made here: strip the HTML, find the first query term, cut a window.
 libzim's Searcher is not thread-safe, so each archive's searcher is used under its own lock.
 """
+
 from __future__ import annotations
 
 import functools
@@ -77,12 +78,12 @@ def text_around_terms(page: bytes, terms: list[str]) -> str:
                 break
             pos += len(needle)
     if best < 0:
-        window = cut[start:start + WINDOW_AFTER * 3]
+        window = cut[start : start + WINDOW_AFTER * 3]
     else:
         lo = max(start, best - WINDOW_BEFORE)
-        window = cut[lo:best + WINDOW_AFTER]
+        window = cut[lo : best + WINDOW_AFTER]
         if hay.rfind(lt, start, lo) > hay.rfind(gt, start, lo):
-            window = window[window.find(gt) + 1:]  # the window began inside a tag
+            window = window[window.find(gt) + 1 :]  # the window began inside a tag
     if isinstance(window, bytes):
         window = window.decode("utf-8", "replace").strip("\ufffd")  # a character cut at either edge
     window = re.sub(r"<(script|style)\b.*?(</\1\s*>|$)", " ", window, flags=re.S | re.I)
@@ -94,7 +95,7 @@ def snippet(text: str, terms: list[str], width: int = SNIPPET_CHARS) -> str:
     lower = text.lower()
     positions = [p for p in (lower.find(t) for t in terms) if p >= 0]
     start = max(0, min(positions) - width // 3) if positions else 0
-    window = text[start:start + width]
+    window = text[start : start + width]
     if start > 0:
         window = "…" + window.split(" ", 1)[-1]
     if start + width < len(text):
@@ -120,8 +121,7 @@ def validate(pattern: str) -> str:
     return pattern
 
 
-def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 0,
-                 page_length: int = 25) -> SearchPage:
+def search_books(archives: list[tuple[str, object]], pattern: str, start: int = 0, page_length: int = 25) -> SearchPage:
     """Full-text search over (book name, Archive) pairs.
 
     An article whose title is exactly the query comes first (libzim's relevance alone often buries it); the

@@ -3,6 +3,7 @@
 Opening Xapian's database per query is the slow part of a search, so searchers are kept; they are not
 thread-safe, so every use holds the lock that comes with it.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,4 +1,5 @@
 """Title suggestions (autocomplete) from libzim's title index, exact matches first."""
+
 from __future__ import annotations
 
 import html
@@ -52,8 +53,9 @@ def exact_title(archive, book: str, pattern: str) -> str | None:
     wanted = fold(pattern)
     if archive.article_count > 0:
         text = " ".join(pattern.split())
-        for variant in dict.fromkeys((text, text[:1].upper() + text[1:], text.title(), text.lower(),
-                                      text.replace(" ", "_"))):
+        for variant in dict.fromkeys(
+            (text, text[:1].upper() + text[1:], text.title(), text.lower(), text.replace(" ", "_"))
+        ):
             try:
                 entry = archive.get_entry_by_title(variant)
             except KeyError:

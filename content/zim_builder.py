@@ -56,24 +56,80 @@ PAGE_SUFFIXES = MARKDOWN_SUFFIXES | HTML_SUFFIXES
 
 # Explicit table first: the mimetypes module depends on the host's /etc/mime.types.
 MIME_TYPES = {
-    ".css": "text/css", ".js": "application/javascript", ".mjs": "application/javascript",
-    ".json": "application/json", ".xml": "application/xml", ".txt": "text/plain", ".csv": "text/csv",
-    ".vtt": "text/vtt", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-    ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif", ".svg": "image/svg+xml",
-    ".ico": "image/vnd.microsoft.icon", ".pdf": "application/pdf", ".woff": "font/woff",
-    ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf", ".mp3": "audio/mpeg",
-    ".ogg": "audio/ogg", ".opus": "audio/ogg", ".wav": "audio/wav", ".mp4": "video/mp4",
-    ".webm": "video/webm", ".zip": "application/zip", ".gz": "application/gzip",
+    ".css": "text/css",
+    ".js": "application/javascript",
+    ".mjs": "application/javascript",
+    ".json": "application/json",
+    ".xml": "application/xml",
+    ".txt": "text/plain",
+    ".csv": "text/csv",
+    ".vtt": "text/vtt",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".avif": "image/avif",
+    ".svg": "image/svg+xml",
+    ".ico": "image/vnd.microsoft.icon",
+    ".pdf": "application/pdf",
+    ".woff": "font/woff",
+    ".woff2": "font/woff2",
+    ".ttf": "font/ttf",
+    ".otf": "font/otf",
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".wav": "audio/wav",
+    ".mp4": "video/mp4",
+    ".webm": "video/webm",
+    ".zip": "application/zip",
+    ".gz": "application/gzip",
 }
 COMPRESSIBLE_MIME = ("text/", "application/javascript", "application/json", "application/xml", "image/svg+xml")
 
 # ISO 639-3 -> the two-letter code browsers prefer in <html lang>; others stay three letters (valid BCP 47).
 HTML_LANG = {
-    "eng": "en", "fra": "fr", "deu": "de", "spa": "es", "por": "pt", "ita": "it", "nld": "nl", "pol": "pl",
-    "rus": "ru", "ukr": "uk", "bel": "be", "ces": "cs", "slk": "sk", "swe": "sv", "nor": "no", "dan": "da",
-    "fin": "fi", "ell": "el", "tur": "tr", "ara": "ar", "heb": "he", "fas": "fa", "hin": "hi", "ben": "bn",
-    "zho": "zh", "jpn": "ja", "kor": "ko", "vie": "vi", "tha": "th", "ind": "id", "swa": "sw", "hun": "hu",
-    "ron": "ro", "bul": "bg", "srp": "sr", "hrv": "hr", "lit": "lt", "lav": "lv", "est": "et", "kat": "ka",
+    "eng": "en",
+    "fra": "fr",
+    "deu": "de",
+    "spa": "es",
+    "por": "pt",
+    "ita": "it",
+    "nld": "nl",
+    "pol": "pl",
+    "rus": "ru",
+    "ukr": "uk",
+    "bel": "be",
+    "ces": "cs",
+    "slk": "sk",
+    "swe": "sv",
+    "nor": "no",
+    "dan": "da",
+    "fin": "fi",
+    "ell": "el",
+    "tur": "tr",
+    "ara": "ar",
+    "heb": "he",
+    "fas": "fa",
+    "hin": "hi",
+    "ben": "bn",
+    "zho": "zh",
+    "jpn": "ja",
+    "kor": "ko",
+    "vie": "vi",
+    "tha": "th",
+    "ind": "id",
+    "swa": "sw",
+    "hun": "hu",
+    "ron": "ro",
+    "bul": "bg",
+    "srp": "sr",
+    "hrv": "hr",
+    "lit": "lt",
+    "lav": "lv",
+    "est": "et",
+    "kat": "ka",
 }
 
 _LANGUAGE_RE = re.compile(r"^[a-z]{3}(,[a-z]{3})*$")
@@ -83,10 +139,44 @@ _ATTR_RE = re.compile(r"""(?P<pre>\s)(?P<name>[^\s"'>/=]+)(?P<eq>\s*=\s*)(?P<val
 _BODY_RE = re.compile(r"<body\b[^>]*>(.*?)(?:</body\s*>|\Z)", re.I | re.S)
 _DOC_PARTS_RE = re.compile(r"<!doctype[^>]*>|</?html\b[^>]*>|<head\b.*?</head\s*>", re.I | re.S)
 
-_FETCHING_LINK_RELS = {"stylesheet", "icon", "preload", "prefetch", "modulepreload", "manifest",
-                       "preconnect", "dns-prefetch", "apple-touch-icon"}
-_INLINE_TAGS = {"a", "abbr", "b", "bdi", "bdo", "cite", "code", "data", "dfn", "em", "i", "kbd", "mark", "q",
-                "s", "samp", "small", "span", "strong", "sub", "sup", "time", "u", "var", "wbr"}
+_FETCHING_LINK_RELS = {
+    "stylesheet",
+    "icon",
+    "preload",
+    "prefetch",
+    "modulepreload",
+    "manifest",
+    "preconnect",
+    "dns-prefetch",
+    "apple-touch-icon",
+}
+_INLINE_TAGS = {
+    "a",
+    "abbr",
+    "b",
+    "bdi",
+    "bdo",
+    "cite",
+    "code",
+    "data",
+    "dfn",
+    "em",
+    "i",
+    "kbd",
+    "mark",
+    "q",
+    "s",
+    "samp",
+    "small",
+    "span",
+    "strong",
+    "sub",
+    "sup",
+    "time",
+    "u",
+    "var",
+    "wbr",
+}
 _SKIP_TEXT_TAGS = {"script", "style", "template"}
 
 PAGE_TEMPLATE = """<!DOCTYPE html>
@@ -123,11 +213,11 @@ class BuildReport:
 
 @dataclass
 class _Page:
-    source: str          # relative POSIX path in the source folder
-    entry: str           # entry path in the archive
-    fragment: str        # HTML body content
+    source: str  # relative POSIX path in the source folder
+    entry: str  # entry path in the archive
+    fragment: str  # HTML body content
     title: str
-    text: str = ""       # plain text for the full-text index
+    text: str = ""  # plain text for the full-text index
     first_paragraph: str = ""
 
 
@@ -139,10 +229,20 @@ class _Asset:
     mimetype: str
 
 
-def build_zim(src_dir: Path, out_path: Path, *, name: str | None = None, title: str | None = None,
-              description: str | None = None, language: str = "eng", creator: str = "Almanac",
-              publisher: str = "Almanac", tags: str = "_category:other;almanac", date: str | None = None,
-              illustration: bytes | None = None) -> BuildReport:
+def build_zim(
+    src_dir: Path,
+    out_path: Path,
+    *,
+    name: str | None = None,
+    title: str | None = None,
+    description: str | None = None,
+    language: str = "eng",
+    creator: str = "Almanac",
+    publisher: str = "Almanac",
+    tags: str = "_category:other;almanac",
+    date: str | None = None,
+    illustration: bytes | None = None,
+) -> BuildReport:
     """Build `out_path` from the pages and assets in `src_dir`; see the module docstring for the rules."""
     src_dir = Path(src_dir)
     out_path = Path(out_path)
@@ -175,8 +275,15 @@ def build_zim(src_dir: Path, out_path: Path, *, name: str | None = None, title: 
 
     documents = {p.entry: _wrap(p, title, html_lang).encode("utf-8") for p in pages}
     metadata = {
-        "Name": name, "Title": title, "Description": description, "Language": language,
-        "Creator": creator, "Publisher": publisher, "Date": date, "Tags": tags, "Scraper": SCRAPER,
+        "Name": name,
+        "Title": title,
+        "Description": description,
+        "Language": language,
+        "Creator": creator,
+        "Publisher": publisher,
+        "Date": date,
+        "Tags": tags,
+        "Scraper": SCRAPER,
     }
     for key, value in metadata.items():
         if not value or "\n" in value:
@@ -199,16 +306,25 @@ def build_zim(src_dir: Path, out_path: Path, *, name: str | None = None, title: 
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    return BuildReport(out_path=out_path, article_count=len(pages), resource_count=len(assets) + 1,
-                       size_bytes=out_path.stat().st_size, title=title, main_path=MAIN_ENTRY)
+    return BuildReport(
+        out_path=out_path,
+        article_count=len(pages),
+        resource_count=len(assets) + 1,
+        size_bytes=out_path.stat().st_size,
+        title=title,
+        main_path=MAIN_ENTRY,
+    )
 
 
 # --- argument checks ---------------------------------------------------------
 
+
 def _check_language(language: str) -> str:
     if not isinstance(language, str) or not _LANGUAGE_RE.match(language):
-        raise ZimBuildError(f"language {language!r} is not an ISO 639-3 code (three lower-case letters, "
-                            "e.g. 'eng'; several separated by commas)")
+        raise ZimBuildError(
+            f"language {language!r} is not an ISO 639-3 code (three lower-case letters, "
+            "e.g. 'eng'; several separated by commas)"
+        )
     return language
 
 
@@ -236,6 +352,7 @@ def _check_illustration(data: bytes) -> None:
 
 
 # --- reading the source folder -------------------------------------------------
+
 
 def _source_files(src_dir: Path, out_path: Path) -> list[str]:
     skip = out_path.resolve()
@@ -330,6 +447,7 @@ def _fallback_title(rel: str) -> str:
 
 # --- pages: links, titles, text ---------------------------------------------------
 
+
 class _PageScan(HTMLParser):
     """Finds start tags that carry URLs or styles, and collects the page's text."""
 
@@ -400,8 +518,10 @@ def _finish_page(page: _Page, src_dir: Path, targets: dict[str, str]) -> None:
 
     out, last = [], 0
     for offset, raw, tag, attrs in scan.tags:
-        if page.fragment[offset:offset + len(raw)] != raw:  # parser positions must be exact to edit in place
-            raise ZimBuildError(f"{where}: cannot parse the HTML near line {page.fragment.count(chr(10), 0, offset) + 1}")
+        if page.fragment[offset : offset + len(raw)] != raw:  # parser positions must be exact to edit in place
+            raise ZimBuildError(
+                f"{where}: cannot parse the HTML near line {page.fragment.count(chr(10), 0, offset) + 1}"
+            )
         out.append(page.fragment[last:offset])
         out.append(_rewrite_tag(raw, tag, attrs, page, where, targets))
         last = offset + len(raw)
@@ -413,8 +533,9 @@ def _finish_page(page: _Page, src_dir: Path, targets: dict[str, str]) -> None:
     page.first_paragraph = scan.first_paragraph or ""
 
 
-def _rewrite_tag(raw: str, tag: str, attrs: dict[str, str | None], page: _Page, where: Path,
-                 targets: dict[str, str]) -> str:
+def _rewrite_tag(
+    raw: str, tag: str, attrs: dict[str, str | None], page: _Page, where: Path, targets: dict[str, str]
+) -> str:
     rels = set((attrs.get("rel") or "").lower().split())
     fetched_href = tag not in ("a", "area") and (tag != "link" or bool(rels & _FETCHING_LINK_RELS))
 
@@ -430,8 +551,9 @@ def _rewrite_tag(raw: str, tag: str, attrs: dict[str, str | None], page: _Page, 
         elif attr in ("src", "poster") or (attr == "data" and tag == "object"):
             new = _rewrite_url(value, page, where, targets, fetched=True)
         elif attr == "srcset":
-            new = ", ".join(_rewrite_srcset_item(item, page, where, targets)
-                            for item in re.split(r",\s+", value.strip()) if item)
+            new = ", ".join(
+                _rewrite_srcset_item(item, page, where, targets) for item in re.split(r",\s+", value.strip()) if item
+            )
         else:
             return match.group(0)
         return f'{match.group("pre")}{match.group("name")}="{html.escape(new, quote=True)}"'
@@ -487,7 +609,7 @@ def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    cut = text[:limit - 1]
+    cut = text[: limit - 1]
     if " " in cut:
         cut = cut.rsplit(" ", 1)[0]
     return cut.rstrip(" ,;:.-—") + "…"
@@ -507,8 +629,16 @@ def _wrap(page: _Page, book_title: str, html_lang: str) -> str:
 
 # --- writing -----------------------------------------------------------------------
 
-def _write(tmp_zim: Path, pages: list[_Page], documents: dict[str, bytes], assets: list[_Asset],
-           metadata: dict[str, str], illustration: bytes, language: str) -> None:
+
+def _write(
+    tmp_zim: Path,
+    pages: list[_Page],
+    documents: dict[str, bytes],
+    assets: list[_Asset],
+    metadata: dict[str, str],
+    illustration: bytes,
+    language: str,
+) -> None:
     try:
         css = CSS_SOURCE.read_bytes()
     except OSError as e:
@@ -517,8 +647,16 @@ def _write(tmp_zim: Path, pages: list[_Page], documents: dict[str, bytes], asset
         with Creator(tmp_zim).config_indexing(True, language) as creator:
             creator.set_mainpath(MAIN_ENTRY)
             for page in pages:
-                creator.add_item(_Entry(page.entry, page.title, "text/html", documents[page.entry],
-                                        front=True, index=_IndexText(page.title, page.text)))
+                creator.add_item(
+                    _Entry(
+                        page.entry,
+                        page.title,
+                        "text/html",
+                        documents[page.entry],
+                        front=True,
+                        index=_IndexText(page.title, page.text),
+                    )
+                )
             creator.add_item(_Entry(CSS_ENTRY, "", "text/css", css, front=False))
             for asset in assets:
                 creator.add_item(_Entry(asset.entry, "", asset.mimetype, asset.data, front=False))
@@ -568,8 +706,9 @@ class _IndexText(IndexData):
 class _Entry(Item):
     # Content is fully in memory: libzim calls these methods from its worker threads, where an
     # exception (say, a file that vanished) could not be reported cleanly.
-    def __init__(self, path: str, title: str, mimetype: str, data: bytes, *, front: bool,
-                 index: _IndexText | None = None):
+    def __init__(
+        self, path: str, title: str, mimetype: str, data: bytes, *, front: bool, index: _IndexText | None = None
+    ):
         super().__init__()
         self._path, self._title, self._mimetype, self._data = path, title, mimetype, data
         self._front, self._index = front, index

@@ -3,6 +3,7 @@
 libzim can abort the whole process on a corrupt file, so the library never opens an unknown file in the
 server's own process: it runs ``python -m content.zim_probe PATH`` and reads one JSON line back.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,13 @@ def probe(path: str | Path) -> dict:
     if not path.is_file():
         raise ProbeError(f"{path}: no such file")
     try:
-        done = subprocess.run([sys.executable, "-m", "content.zim_probe", str(path)], capture_output=True,
-                              text=True, timeout=PROBE_TIMEOUT_S, cwd=Path(__file__).resolve().parents[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "content.zim_probe", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+            cwd=Path(__file__).resolve().parents[1],
+        )
     except subprocess.TimeoutExpired:
         raise ProbeError(f"{path.name}: opening it took over {PROBE_TIMEOUT_S} s") from None
     lines = done.stdout.strip().splitlines()
@@ -84,9 +90,13 @@ def probe(path: str | Path) -> dict:
 def deep_check(path: str | Path, timeout_s: float = 3600) -> tuple[bool, str]:
     """libzim's full Archive.check() (checksum, dirents, clusters) in a child process: (ok, message)."""
     try:
-        done = subprocess.run([sys.executable, "-m", "content.zim_probe", "--check", str(path)],
-                              capture_output=True, text=True, timeout=timeout_s,
-                              cwd=Path(__file__).resolve().parents[1])
+        done = subprocess.run(
+            [sys.executable, "-m", "content.zim_probe", "--check", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            cwd=Path(__file__).resolve().parents[1],
+        )
     except subprocess.TimeoutExpired:
         return False, f"the check took over {timeout_s:.0f} s"
     lines = done.stdout.strip().splitlines()

@@ -9,15 +9,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import manifest as mf
-from .errors import CheckpointError
 
 
 def info(path: str | os.PathLike) -> dict:
     """A summary of a converted checkpoint (reads only manifest.json)."""
     m = mf.read_manifest(Path(path))
     experts = {layer.num_experts for layer in m.layers}
-    quant = sorted({(q["bits"], q["group_size"], q.get("mode", "affine"))
-                    for layer in m.layers for q in layer.quantization.values()})
+    quant = sorted(
+        {
+            (q["bits"], q["group_size"], q.get("mode", "affine"))
+            for layer in m.layers
+            for q in layer.quantization.values()
+        }
+    )
     return {
         "path": str(path),
         "model_type": m.model_type,
@@ -27,9 +31,7 @@ def info(path: str | os.PathLike) -> dict:
         "expert_bytes": m.expert_bytes(),
         "expert_blob_bytes": sorted({layer.blob_size for layer in m.layers}),
         "resident_bytes": m.resident_bytes(),
-        "expert_quantization": [
-            {"bits": b, "group_size": g, "mode": mode} for b, g, mode in quant
-        ],
+        "expert_quantization": [{"bits": b, "group_size": g, "mode": mode} for b, g, mode in quant],
         "alignment": m.alignment,
     }
 
@@ -78,9 +80,3 @@ def verify(path: str | os.PathLike) -> list[Problem]:
         if size == layer.size and digest.hexdigest() != layer.sha256:
             problems.append(Problem(str(p), "sha256 mismatch"))
     return problems
-
-
-def require_sound(path: str | os.PathLike) -> None:
-    problems = verify(path)
-    if problems:
-        raise CheckpointError(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

@@ -23,16 +23,23 @@ from mlx.utils import tree_flatten, tree_map, tree_map_with_path
 
 from . import manifest as mf
 from .errors import CheckpointError, EngineError, UnsupportedModelError
+from .architectures import switch_modules
 from .gguf_source import gguf_to_checkpoint, is_gguf
-from .models import switch_modules
 
 VALID_BITS = (2, 3, 4, 5, 6, 8)
 VALID_GROUP_SIZES = (32, 64, 128)
 SHARD_BYTES = 2 << 30
 CONVERSION_DTYPES = ("float16", "bfloat16", "float32")  # as mlx_lm.convert
 TOKENIZER_PATTERNS = (
-    "tokenizer*.json", "special_tokens_map.json", "vocab.json", "merges.txt", "*.tiktoken",
-    "tokenizer.model", "generation_config.json", "chat_template.*", "added_tokens.json",
+    "tokenizer*.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "*.tiktoken",
+    "tokenizer.model",
+    "generation_config.json",
+    "chat_template.*",
+    "added_tokens.json",
 )
 
 
@@ -127,13 +134,21 @@ def _write_expert_file(path: Path, rel: str, module_path: str, switch, alignment
     for child_name, child in switch.children().items():
         if hasattr(child, "bits") and hasattr(child, "group_size"):
             quant[child_name] = {
-                "group_size": child.group_size, "bits": child.bits,
+                "group_size": child.group_size,
+                "bits": child.bits,
                 "mode": getattr(child, "mode", "affine"),
             }
     return mf.LayerSpec(
-        module=module_path, file=rel, num_experts=num_experts, blob_size=blob_size,
-        stride=stride, tensors=tensors, quantization=quant, size=stride * num_experts,
-        sha256=digest.hexdigest(), crc32=crcs,
+        module=module_path,
+        file=rel,
+        num_experts=num_experts,
+        blob_size=blob_size,
+        stride=stride,
+        tensors=tensors,
+        quantization=quant,
+        size=stride * num_experts,
+        sha256=digest.hexdigest(),
+        crc32=crcs,
     )
 
 
@@ -145,8 +160,7 @@ def _group_of(key: str) -> str:
 
 def _write_resident(dst: Path, model, skip_prefixes: list[str], progress) -> list[str]:
     weights = {
-        k: v for k, v in tree_flatten(model.parameters())
-        if not any(k.startswith(p + ".") for p in skip_prefixes)
+        k: v for k, v in tree_flatten(model.parameters()) if not any(k.startswith(p + ".") for p in skip_prefixes)
     }
     groups: dict[str, list[str]] = {}
     for k in weights:
@@ -249,8 +263,7 @@ def convert(
     (tmp / "experts").mkdir(parents=True)
     try:
         n_groups = len({_group_of(k) for k, _ in tree_flatten(model.parameters())})
-        bar = tqdm(total=len(switches) + n_groups, desc="convert", unit="layer",
-                   disable=not progress, file=sys.stderr)
+        bar = tqdm(total=len(switches) + n_groups, desc="convert", unit="layer", disable=not progress, file=sys.stderr)
         layers = []
         for i, (path, switch) in enumerate(switches):
             rel = f"experts/layer-{i:03d}.bin"
@@ -262,15 +275,14 @@ def convert(
         bar.close()
         save_config(dict(config), config_path=tmp / "config.json")
         _copy_tokenizer(src, tmp)
-        files = [
-            mf.FileSpec(p.name, p.stat().st_size, mf.sha256_file(p))
-            for p in sorted(tmp.iterdir()) if p.is_file()
-        ]
+        files = [mf.FileSpec(p.name, p.stat().st_size, mf.sha256_file(p)) for p in sorted(tmp.iterdir()) if p.is_file()]
         manifest = mf.Manifest(
-            model_type=model_type, mlx_lm_version=_mlx_lm_version(), layers=layers,
-            files=files, source_quantization={
-                k: v for k, v in config.get("quantization", {}).items()
-                if k in ("bits", "group_size", "mode")
+            model_type=model_type,
+            mlx_lm_version=_mlx_lm_version(),
+            layers=layers,
+            files=files,
+            source_quantization={
+                k: v for k, v in config.get("quantization", {}).items() if k in ("bits", "group_size", "mode")
             },
             alignment=alignment,
         )

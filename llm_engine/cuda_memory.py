@@ -36,11 +36,15 @@ class CudaRuntime:
         self._check(lib.cudaGetDevice(ctypes.byref(device)), "cudaGetDevice")
         self.device = device.value
         if self.version >= 13000:
-            lib.cudaMemPrefetchAsync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, _MemLocation,
-                                                 ctypes.c_uint, ctypes.c_void_p]
+            lib.cudaMemPrefetchAsync.argtypes = [
+                ctypes.c_void_p,
+                ctypes.c_size_t,
+                _MemLocation,
+                ctypes.c_uint,
+                ctypes.c_void_p,
+            ]
         else:
-            lib.cudaMemPrefetchAsync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int,
-                                                 ctypes.c_void_p]
+            lib.cudaMemPrefetchAsync.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
         lib.cudaStreamSynchronize.argtypes = [ctypes.c_void_p]
         loc = _MemLocation if self.version >= 13000 else ctypes.c_int
         lib.cudaMemAdvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, loc]
@@ -54,24 +58,27 @@ class CudaRuntime:
     def prefetch_to_device(self, address: int, nbytes: int) -> None:
         """Queue the migration of [address, address + nbytes) of managed memory to the GPU."""
         if self.version >= 13000:
-            err = self.lib.cudaMemPrefetchAsync(address, nbytes,
-                                                _MemLocation(_MEM_LOCATION_DEVICE, self.device), 0, None)
+            err = self.lib.cudaMemPrefetchAsync(
+                address, nbytes, _MemLocation(_MEM_LOCATION_DEVICE, self.device), 0, None
+            )
         else:
             err = self.lib.cudaMemPrefetchAsync(address, nbytes, self.device, None)
         self._check(err, "cudaMemPrefetchAsync")
 
     def _location(self, host: bool):
         if self.version >= 13000:
-            return (_MemLocation(_MEM_LOCATION_HOST, 0) if host
-                    else _MemLocation(_MEM_LOCATION_DEVICE, self.device))
+            return _MemLocation(_MEM_LOCATION_HOST, 0) if host else _MemLocation(_MEM_LOCATION_DEVICE, self.device)
         return _CPU_DEVICE_ID if host else self.device
 
     def keep_on_host(self, address: int, nbytes: int) -> None:
         """Managed memory that stays in host RAM and that the GPU reads in place (over the bus)."""
-        self._check(self.lib.cudaMemAdvise(address, nbytes, _ADVISE_PREFERRED_LOCATION,
-                                           self._location(host=True)), "cudaMemAdvise")
-        self._check(self.lib.cudaMemAdvise(address, nbytes, _ADVISE_ACCESSED_BY,
-                                           self._location(host=False)), "cudaMemAdvise")
+        self._check(
+            self.lib.cudaMemAdvise(address, nbytes, _ADVISE_PREFERRED_LOCATION, self._location(host=True)),
+            "cudaMemAdvise",
+        )
+        self._check(
+            self.lib.cudaMemAdvise(address, nbytes, _ADVISE_ACCESSED_BY, self._location(host=False)), "cudaMemAdvise"
+        )
 
     def copy(self, dst: int, src: int, nbytes: int) -> None:
         """Synchronous copy between any two addresses (host, device or managed)."""

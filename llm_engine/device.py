@@ -1,12 +1,15 @@
 """Every device-specific choice lives here, detected from the MLX backend, never configured.
 
-| backend | compute dtype | expert read path |
-|---|---|---|
-| cpu   | fp32 (MLX's CPU quantized kernels are many times slower in bf16/fp16) | preadv into the bank |
-| metal | the stored dtype (bf16), as mlx-lm | preadv into the bank (unified memory) |
-| cuda  | the stored dtype (bf16), as mlx-lm | preadv into the bank (CUDA managed memory), then the written experts prefetched to the GPU in bulk |
+- cpu: floating weights, scales and activations in fp32 (MLX's CPU quantized kernels are many
+  times slower in bf16/fp16); bf16 scales and biases are widened exactly as they are read;
+  experts are read with preadv straight into the bank, and a call is computed stage by stage
+  while the rest of its experts are read.
+- metal: the stored dtype (bf16), as mlx-lm; preadv into the bank (unified memory).
+- cuda: the stored dtype (bf16), as mlx-lm; the bank is CUDA managed memory, and each expert
+  is read into a host buffer and copied into the bank by the driver (cuda_memory.py).
 
-On the CPU, bf16 scales and biases are widened exactly to fp32 as they are read.
+On both GPUs every read goes to the I/O pool and a call runs as one switch-layer call once
+its experts are in (the kernels are picked by shape, so staged calls would change the numbers).
 """
 
 from __future__ import annotations

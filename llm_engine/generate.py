@@ -33,8 +33,7 @@ class Result:
     stats: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"prompt_tokens": self.prompt_tokens, "tokens": self.tokens,
-                "text": self.text, "stats": self.stats}
+        return {"prompt_tokens": self.prompt_tokens, "tokens": self.tokens, "text": self.text, "stats": self.stats}
 
 
 def encode(engine: Engine, prompt: str | list[int]) -> list[int]:
@@ -97,8 +96,11 @@ def stream_generate(
     t_first = None
     n = 0
     steps = generate_step(
-        mx.array(prompt_tokens), engine.model, max_tokens=max_tokens,
-        sampler=make_sampler(temp=temp), prefill_step_size=PREFILL_STEP,
+        mx.array(prompt_tokens),
+        engine.model,
+        max_tokens=max_tokens,
+        sampler=make_sampler(temp=temp),
+        prefill_step_size=PREFILL_STEP,
     )
     pending = None
     for token, _ in steps:

@@ -45,14 +45,17 @@ class Architecture:
 
 # GGUF general.architecture -> how to rebuild its mlx-lm checkpoint.
 ARCHITECTURES = {
-    "gemma3": Architecture("gemma3_text", ["Gemma3ForCausalLM"], norm_shift=1.0,
-                           extra={"hidden_activation": "gelu_pytorch_tanh"}),
+    "gemma3": Architecture(
+        "gemma3_text", ["Gemma3ForCausalLM"], norm_shift=1.0, extra={"hidden_activation": "gelu_pytorch_tanh"}
+    ),
     "llama": Architecture("llama", ["LlamaForCausalLM"], permute_qk=True),
     "qwen2": Architecture("qwen2", ["Qwen2ForCausalLM"]),
     "qwen3": Architecture("qwen3", ["Qwen3ForCausalLM"]),
-    "qwen3moe": Architecture("qwen3_moe", ["Qwen3MoeForCausalLM"],
-                             extra={"decoder_sparse_step": 1, "mlp_only_layers": [],
-                                    "norm_topk_prob": True}),
+    "qwen3moe": Architecture(
+        "qwen3_moe",
+        ["Qwen3MoeForCausalLM"],
+        extra={"decoder_sparse_step": 1, "mlp_only_layers": [], "norm_topk_prob": True},
+    ),
 }
 
 # GGUF metadata key (after "<arch>.") -> Hugging Face config field.
@@ -77,8 +80,7 @@ def _gguf():
     try:
         import gguf
     except ImportError:
-        raise UnsupportedModelError(
-            "reading GGUF files needs the 'gguf' package (pip install gguf)") from None
+        raise UnsupportedModelError("reading GGUF files needs the 'gguf' package (pip install gguf)") from None
     return gguf
 
 
@@ -89,8 +91,7 @@ def _value(reader, key: str, default=None):
 
 def read_config(reader, arch_name: str) -> dict:
     arch = ARCHITECTURES[arch_name]
-    cfg = {"model_type": arch.model_type, "architectures": arch.architectures,
-           "torch_dtype": "bfloat16", **arch.extra}
+    cfg = {"model_type": arch.model_type, "architectures": arch.architectures, "torch_dtype": "bfloat16", **arch.extra}
     for key, name in CONFIG_KEYS.items():
         v = _value(reader, f"{arch_name}.{key}")
         if v is not None:
@@ -117,11 +118,9 @@ def write_tokenizer(reader, arch_name: str, out: Path) -> None:
     """tokenizer.json and tokenizer_config.json, built by transformers from the GGUF vocabulary."""
     try:
         from transformers import PreTrainedTokenizerFast
-        from transformers.integrations.gguf.gguf_tokenizer_mapping import (
-            GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer)
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import GGUF_TOKENIZER_MAPPING, convert_gguf_tokenizer
     except ImportError as e:
-        raise UnsupportedModelError(
-            f"this transformers cannot rebuild a tokenizer from GGUF metadata ({e})") from None
+        raise UnsupportedModelError(f"this transformers cannot rebuild a tokenizer from GGUF metadata ({e})") from None
     tokenizer, config = {}, {}
     for group, target in (("tokenizer", tokenizer), ("tokenizer_config", config)):
         for key, name in GGUF_TOKENIZER_MAPPING[group].items():
@@ -137,12 +136,17 @@ def write_tokenizer(reader, arch_name: str, out: Path) -> None:
     except (KeyError, ValueError, NotImplementedError) as e:
         raise UnsupportedModelError(f"GGUF tokenizer {tokenizer.get('tokenizer_type')!r}: {e}") from None
     special = {}
-    for name, key in (("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
-                      ("unk_token", "unk_token_id"), ("pad_token", "pad_token_id")):
+    for name, key in (
+        ("bos_token", "bos_token_id"),
+        ("eos_token", "eos_token_id"),
+        ("unk_token", "unk_token_id"),
+        ("pad_token", "pad_token_id"),
+    ):
         if tokenizer.get(key) is not None:
             special[name] = tokenizer["tokens"][int(tokenizer[key])]
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=backend, **special,
-                                      **{k: v for k, v in config.items() if k != "chat_template"})
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=backend, **special, **{k: v for k, v in config.items() if k != "chat_template"}
+    )
     if config.get("chat_template"):
         wrapped.chat_template = config["chat_template"]
     wrapped.save_pretrained(str(out))
@@ -158,7 +162,7 @@ def _targets(cfg: dict) -> list[str]:
     """mlx-lm's parameter names for this config (unquantized), in model order."""
     from mlx.utils import tree_flatten
 
-    from .models import build_model
+    from .architectures import build_model
 
     model = build_model(cfg)
     names = [k for k, _ in tree_flatten(model.parameters())]
@@ -191,7 +195,8 @@ def gguf_to_checkpoint(gguf_path: Path, out: Path, progress=None) -> dict:
     if arch_name not in ARCHITECTURES:
         raise UnsupportedModelError(
             f"{gguf_path}: GGUF architecture {arch_name!r} is not supported "
-            f"(supported: {', '.join(sorted(ARCHITECTURES))})")
+            f"(supported: {', '.join(sorted(ARCHITECTURES))})"
+        )
     arch = ARCHITECTURES[arch_name]
     cfg = read_config(reader, arch_name)
     out.mkdir(parents=True)

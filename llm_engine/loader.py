@@ -14,7 +14,7 @@ from mlx.utils import tree_flatten
 from . import manifest as mf
 from .device import cast_model
 from .errors import CheckpointError, EngineError, UnsupportedModelError
-from .models import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
+from .architectures import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
 from .store import IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
 
@@ -73,9 +73,7 @@ def _check_files(path: Path, manifest: mf.Manifest) -> None:
         if not p.is_file():
             raise CheckpointError(f"{p}: missing (listed in manifest.json files[{i}])")
         if p.stat().st_size != f.size:
-            raise CheckpointError(
-                f"{p}: {p.stat().st_size} bytes but manifest.json files[{i}].size says {f.size}"
-            )
+            raise CheckpointError(f"{p}: {p.stat().st_size} bytes but manifest.json files[{i}].size says {f.size}")
 
 
 def _quantize(model: nn.Module, config: dict, manifest: mf.Manifest, weights: dict) -> None:
@@ -98,8 +96,13 @@ def _quantize(model: nn.Module, config: dict, manifest: mf.Manifest, weights: di
         return infer_quant_config(p, m, weights)
 
     q = config.get("quantization") or {"group_size": 64, "bits": 4}
-    nn.quantize(model, group_size=q.get("group_size", 64), bits=q.get("bits", 4),
-                mode=q.get("mode", "affine"), class_predicate=predicate)
+    nn.quantize(
+        model,
+        group_size=q.get("group_size", 64),
+        bits=q.get("bits", 4),
+        mode=q.get("mode", "affine"),
+        class_predicate=predicate,
+    )
 
 
 def _check_switch(module: nn.Module, layer: mf.LayerSpec, index: int) -> None:
@@ -107,9 +110,7 @@ def _check_switch(module: nn.Module, layer: mf.LayerSpec, index: int) -> None:
     actual = dict(tree_flatten(module.parameters()))
     where = f"manifest.json layers[{index}]"
     if set(expected) != set(actual):
-        raise CheckpointError(
-            f"{where}.tensors: names {sorted(expected)} do not match the model's {sorted(actual)}"
-        )
+        raise CheckpointError(f"{where}.tensors: names {sorted(expected)} do not match the model's {sorted(actual)}")
     for j, t in enumerate(layer.tensors):
         a = actual[t.name]
         if list(a.shape[1:]) != t.shape or a.shape[0] != layer.num_experts:
@@ -163,11 +164,11 @@ def _materialize(model: nn.Module) -> None:
     mx.clear_cache()
 
 
-def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore],
-                  default_top_k: int) -> None:
+def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int) -> None:
     """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers."""
-    sizes = [min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots))
-             for p, s in zip(paths, stores)]
+    sizes = [
+        min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots)) for p, s in zip(paths, stores)
+    ]
     shared_size: dict[tuple, int] = {}
     for store, size in zip(stores, sizes):
         if not store.cache_slots:
@@ -257,8 +258,10 @@ def load(
             store.drop_page_cache = drop_page_cache
             per_expert.append(store.bank_bytes_per_expert)
             stores.append(store)
-        slots = min(budget // sum(per_expert) if budget and per_expert else 0,
-                    max((l.num_experts for l in manifest.layers), default=0))
+        slots = min(
+            budget // sum(per_expert) if budget and per_expert else 0,
+            max((l.num_experts for l in manifest.layers), default=0),
+        )
         for store, (p, module) in zip(stores, switches):
             store.cache_slots = min(slots, store.spec.num_experts)
             set_module(model, p, StreamingSwitch(module, store))
@@ -286,5 +289,4 @@ def load(
         pool.shutdown(wait=False)
         sequencer.shutdown(wait=False)
         raise
-    return Engine(path, model, tokenizer, config, manifest, stores, io, slots,
-                  experts_per_token, (sequencer, pool))
+    return Engine(path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, (sequencer, pool))

@@ -117,10 +117,7 @@ def _field(obj: dict, key: str, kind, where: str):
         raise CheckpointError(f"{MANIFEST_NAME}: field '{where}{key}' is missing")
     value = obj[key]
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise CheckpointError(
-            f"{MANIFEST_NAME}: field '{where}{key}' has the wrong type "
-            f"({type(value).__name__})"
-        )
+        raise CheckpointError(f"{MANIFEST_NAME}: field '{where}{key}' has the wrong type ({type(value).__name__})")
     return value
 
 
@@ -137,17 +134,13 @@ def _tensor(obj: dict, where: str) -> TensorSpec:
     expected = int(np.prod(spec.shape, dtype=np.int64)) * np.dtype(np_dtype(spec.dtype)).itemsize
     if expected != spec.nbytes:
         raise CheckpointError(
-            f"{MANIFEST_NAME}: field '{where}nbytes' = {spec.nbytes} does not match its "
-            f"shape and dtype ({expected})"
+            f"{MANIFEST_NAME}: field '{where}nbytes' = {spec.nbytes} does not match its shape and dtype ({expected})"
         )
     return spec
 
 
 def _layer(obj: dict, where: str, alignment: int) -> LayerSpec:
-    tensors = [
-        _tensor(t, f"{where}tensors[{i}].")
-        for i, t in enumerate(_field(obj, "tensors", list, where))
-    ]
+    tensors = [_tensor(t, f"{where}tensors[{i}].") for i, t in enumerate(_field(obj, "tensors", list, where))]
     layer = LayerSpec(
         module=_field(obj, "module", str, where),
         file=_field(obj, "file", str, where),
@@ -163,9 +156,7 @@ def _layer(obj: dict, where: str, alignment: int) -> LayerSpec:
     end = 0
     for i, t in enumerate(layer.tensors):
         if t.offset != end:
-            raise CheckpointError(
-                f"{MANIFEST_NAME}: field '{where}tensors[{i}].offset' = {t.offset}, expected {end}"
-            )
+            raise CheckpointError(f"{MANIFEST_NAME}: field '{where}tensors[{i}].offset' = {t.offset}, expected {end}")
         end += t.nbytes
     if end != layer.blob_size:
         raise CheckpointError(f"{MANIFEST_NAME}: field '{where}blob_size' = {layer.blob_size}, expected {end}")
@@ -174,7 +165,9 @@ def _layer(obj: dict, where: str, alignment: int) -> LayerSpec:
     if layer.size != layer.stride * layer.num_experts:
         raise CheckpointError(f"{MANIFEST_NAME}: field '{where}size' = {layer.size} does not match stride x experts")
     if len(layer.crc32) != layer.num_experts:
-        raise CheckpointError(f"{MANIFEST_NAME}: field '{where}crc32' has {len(layer.crc32)} entries, expected {layer.num_experts}")
+        raise CheckpointError(
+            f"{MANIFEST_NAME}: field '{where}crc32' has {len(layer.crc32)} entries, expected {layer.num_experts}"
+        )
     return layer
 
 
@@ -193,10 +186,7 @@ def read_manifest(directory: Path) -> Manifest:
     alignment = _field(obj, "alignment", int, "")
     if alignment < ALIGNMENT or alignment & (alignment - 1):
         raise CheckpointError(f"{MANIFEST_NAME}: field 'alignment' = {alignment} is not a power of two >= {ALIGNMENT}")
-    layers = [
-        _layer(o, f"layers[{i}].", alignment)
-        for i, o in enumerate(_field(obj, "layers", list, ""))
-    ]
+    layers = [_layer(o, f"layers[{i}].", alignment) for i, o in enumerate(_field(obj, "layers", list, ""))]
     files = [
         FileSpec(
             file=_field(o, "file", str, f"files[{i}]."),

@@ -23,8 +23,8 @@ import mlx.core as mx
 import numpy as np
 
 from . import manifest as mf
-from .cache import SlotPolicy
 from .device import compute_dtype, copy_into, keep_on_host, prefetch_slots, read_path
+from .slot_policy import SlotPolicy
 from .errors import CheckpointError
 
 # preadv2 flag: fail instead of waiting for the disk (Linux); None where unavailable.
@@ -127,8 +127,7 @@ def bank_layout(spec: mf.LayerSpec) -> list[_Tensor]:
 
 def bank_signature(spec: mf.LayerSpec) -> tuple:
     """Layers with equal signatures can share one bank (same tensors, shapes, dtypes)."""
-    return tuple((t.spec.name, tuple(t.spec.shape), t.spec.dtype, str(t.bank_dtype))
-                 for t in bank_layout(spec))
+    return tuple((t.spec.name, tuple(t.spec.shape), t.spec.dtype, str(t.bank_dtype)) for t in bank_layout(spec))
 
 
 def alloc_bank(spec: mf.LayerSpec, size: int) -> Bank:
@@ -161,8 +160,15 @@ class LayerStore:
     call reads), so streaming costs one layer's top-k experts of memory, not one per layer.
     """
 
-    def __init__(self, root: Path, spec: mf.LayerSpec, pool: ThreadPoolExecutor,
-                 sequencer: ThreadPoolExecutor, stats: IOStats, verify_reads: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        spec: mf.LayerSpec,
+        pool: ThreadPoolExecutor,
+        sequencer: ThreadPoolExecutor,
+        stats: IOStats,
+        verify_reads: bool = True,
+    ):
         self.path = Path(root) / spec.file
         self.spec = spec
         self.cache_slots = 0
@@ -238,22 +244,18 @@ class LayerStore:
                     staged.append((buf, t.spec.dtype, rows[slot]))
             n = os.preadv(self.fd, iov, offset)
         if n != self.spec.blob_size:
-            raise CheckpointError(
-                f"{self.path}: short read of expert {expert} ({n} of {self.spec.blob_size} bytes)"
-            )
+            raise CheckpointError(f"{self.path}: short read of expert {expert} ({n} of {self.spec.blob_size} bytes)")
         # Each expert is checked the first time it is read; later reads return the same bytes.
         if self.verify_reads and not self.verified[expert]:
             crc = 0
             for b in iov:
                 crc = zlib.crc32(b, crc)
             if crc != self.spec.crc32[expert]:
-                raise CheckpointError(
-                    f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})"
-                )
+                raise CheckpointError(f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})")
             self.verified[expert] = True
         if staging is not None:
             for t, rows in zip(self.tensors, self.bank.rows):
-                src = staging[t.spec.offset:t.spec.offset + t.spec.nbytes]
+                src = staging[t.spec.offset : t.spec.offset + t.spec.nbytes]
                 if self.read_path.copy_in:
                     copy_into(rows[slot], src)
                 elif t.direct:
@@ -286,7 +288,8 @@ class LayerStore:
                 fut.set_result((n, time.perf_counter()))
             else:
                 self.pool.submit(self._read_timed, expert, slot).add_done_callback(
-                    lambda src, dst=fut: _forward(src, dst))
+                    lambda src, dst=fut: _forward(src, dst)
+                )
 
     def _read_timed(self, expert: int, slot: int) -> tuple[int, float]:
         return self._read(expert, slot), time.perf_counter()
@@ -302,7 +305,7 @@ class LayerStore:
             return [experts]
         kept = self.policy.slot_of[experts] >= 0 if self.policy.retain else np.zeros(len(experts), bool)
         ordered = np.concatenate([experts[kept], experts[~kept]])
-        return [np.sort(ordered[i:i + self.capacity]) for i in range(0, len(ordered), self.capacity)]
+        return [np.sort(ordered[i : i + self.capacity]) for i in range(0, len(ordered), self.capacity)]
 
     def stream(self, experts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Bring `experts` (unique ids, at most `capacity`) into the bank, stage by stage.
@@ -342,8 +345,9 @@ class LayerStore:
             for i, (lo, hi) in enumerate(bounds):
                 results = [f.result() for f in done[lo:hi]]
                 if self.read_path.prefetch:
-                    prefetch_slots(self.bank.rows, plan.slots[plan.misses[lo:hi]],
-                                   [t.bank_nbytes for t in self.tensors])
+                    prefetch_slots(
+                        self.bank.rows, plan.slots[plan.misses[lo:hi]], [t.bank_nbytes for t in self.tensors]
+                    )
                 t1 = time.perf_counter()
                 with self.stats.lock:
                     self.stats.bytes_read += sum(n for n, _ in results)
@@ -358,10 +362,3 @@ class LayerStore:
             # Never leave a read running into the bank after the caller has moved on.
             for f in done:
                 f.exception()
-
-    def fetch(self, experts: np.ndarray) -> np.ndarray:
-        """Bring `experts` (unique ids, at most `capacity`) into the bank; returns an id->slot table."""
-        lut = None
-        for _, lut in self.stream(experts):
-            pass
-        return lut

@@ -1,4 +1,5 @@
 """Helpers shared by the top-level tests (a unique module name: tests/engine has its own conftest)."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,14 @@ def free_port() -> int:
 
 def almanac(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """The real CLI in a child process, as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "appliance.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
+    )
 
 
 def wait_http(url: str, timeout: float = 60) -> None:

@@ -1,6 +1,10 @@
-"""Shared fixtures: real archives from shared/testdata, a tmp data dir, the app, a CLI runner and a live server."""
+"""Fixtures shared by every test folder: a tmp data dir, the app over the shared archives, a CLI runner, a live
+server and the tiny engine checkpoints. Helpers live in almanac_testing.py (and tinymoe.py for checkpoints),
+never here: tests import nothing from a conftest."""
+
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from almanac_testing import MAPS, ROOT, SHARED, ZIMS, almanac, free_port, wait_http, zim  # noqa: F401
+from almanac_testing import ROOT, free_port, wait_http, zim
+
+SHARED_BOOKS = ("example", "small_withns", "small_nons", "poor", "corner_cases", "wikibooks_be_all_nopic_2017-02")
 
 
 @pytest.fixture
@@ -27,16 +33,30 @@ def config(data_dir):
     return load_config()
 
 
-@pytest.fixture
-def app(config):
-    from appliance import create_app
+@pytest.fixture(scope="session")
+def shared_library_db(tmp_path_factory) -> Path:
+    """A state database with the shared archives registered, each probed (in a child process) once per
+    session; every `app` starts from a copy of it."""
+    from content.library import Library
 
-    app = create_app(config)
-    library = app.extensions["almanac"].library
-    for name in ("example", "small_withns", "small_nons", "poor", "corner_cases", "wikibooks_be_all_nopic_2017-02"):
+    folder = tmp_path_factory.mktemp("shared-library")
+    library = Library(folder / "almanac.db", folder / "archives")
+    for name in SHARED_BOOKS:
         library.add(zim(name))
-    yield app
     library.close()
+    return folder / "almanac.db"
+
+
+@pytest.fixture
+def app(config, data_dir, shared_library_db):
+    from appliance.web import create_app
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shared_library_db, data_dir / "almanac.db")
+    app = create_app(config)
+    assert [b.name for b in app.extensions["almanac"].library.list()] != []
+    yield app
+    app.extensions["almanac"].close()
 
 
 @pytest.fixture
@@ -49,17 +69,17 @@ def runner(data_dir):
     return CliRunner()
 
 
-
-
-
-
 @pytest.fixture
 def live_server(data_dir):
     """`almanac serve` as a real gunicorn process on a free port of 127.0.0.1."""
     port = free_port()
     log = open(data_dir.parent / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", "1"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz")
         yield f"http://127.0.0.1:{port}"
@@ -70,3 +90,11 @@ def live_server(data_dir):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Tiny MoE checkpoints (tinymoe.py), built on first use and shared by the engine and assistant tests."""
+    from tinymoe import Checkpoints
+
+    return Checkpoints(tmp_path_factory.mktemp("engine-ckpt"))

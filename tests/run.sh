@@ -37,6 +37,10 @@ if ! ls "$ALMANAC_WHEELHOUSE"/maplibre-gl-*.tgz >/dev/null 2>&1; then
     echo "note: no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE (npm pack failed, see above): the MapLibre tarball and map label tests will skip" >&2
 fi
 
+# The linter and the formatter (config in pyproject.toml): a finding fails the run before any test starts.
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?

@@ -1,4 +1,5 @@
 """The almanac CLI on a real data dir: status, doctor, urls, content commands."""
+
 from __future__ import annotations
 
 import json
@@ -94,8 +95,11 @@ def test_doctor_reports_each_check(data_dir):
     done = almanac("doctor")
     names = ["python", "data dir", "disk", "library", "libzim", "mlx", "port", "assistant"]
     for name in names:
-        assert any(line.split(" ", 1)[-1].strip().startswith(name + ":") for line in done.stdout.splitlines()
-                   if line.startswith(("OK", "FAIL"))), (name, done.stdout)
+        assert any(
+            line.split(" ", 1)[-1].strip().startswith(name + ":")
+            for line in done.stdout.splitlines()
+            if line.startswith(("OK", "FAIL"))
+        ), (name, done.stdout)
     assert done.stdout.strip().splitlines()[-1].endswith("FAIL")
     assert done.returncode == (0 if " 0 FAIL" in done.stdout else 1)
 

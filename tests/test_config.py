@@ -1,4 +1,5 @@
 """Configuration: documented defaults, overrides, and one-line errors with exit code 2 for bad files."""
+
 from __future__ import annotations
 
 import yaml
@@ -11,8 +12,11 @@ from almanac_testing import almanac
 
 def test_every_default_is_documented_with_a_comment():
     lines = DEFAULTS_FILE.read_text().splitlines()
-    keys = [i for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#") and ":" in ln
-            and not ln.rstrip().endswith(":")]
+    keys = [
+        i
+        for i, ln in enumerate(lines)
+        if ln.strip() and not ln.lstrip().startswith("#") and ":" in ln and not ln.rstrip().endswith(":")
+    ]
     assert len(keys) >= 7
     for i in keys:
         assert lines[i - 1].lstrip().startswith("#"), f"undocumented default: {lines[i]!r}"
@@ -38,16 +42,19 @@ def test_data_dir_from_file_expands_home(tmp_path, monkeypatch):
     assert cfg.data_dir_source == str(path)
 
 
-@pytest.mark.parametrize("text, key, words", [
-    ("server:\n  port: 70000\n", "server.port", "out of range"),
-    ("server:\n  port: 0\n", "server.port", "out of range"),
-    ("server:\n  port: eighty\n", "server.port", "whole number"),
-    ("server:\n  prot: 8080\n", "server.prot", "unknown key"),
-    ("colour: blue\n", "colour", "unknown key"),
-    ("server: 8080\n", "server", "mapping"),
-    ("log_level: loud\n", "log_level", "not one of"),
-    ("server:\n  workers: 0\n", "server.workers", "out of range"),
-])
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("server:\n  port: 70000\n", "server.port", "out of range"),
+        ("server:\n  port: 0\n", "server.port", "out of range"),
+        ("server:\n  port: eighty\n", "server.port", "whole number"),
+        ("server:\n  prot: 8080\n", "server.prot", "unknown key"),
+        ("colour: blue\n", "colour", "unknown key"),
+        ("server: 8080\n", "server", "mapping"),
+        ("log_level: loud\n", "log_level", "not one of"),
+        ("server:\n  workers: 0\n", "server.workers", "out of range"),
+    ],
+)
 def test_bad_values_name_file_and_key(tmp_path, text, key, words):
     path = tmp_path / "config.yaml"
     path.write_text(text)
@@ -128,3 +135,26 @@ def test_cli_config_set(tmp_path):
     assert yaml.safe_load(path.read_text())["server"]["port"] == 8383
     done = almanac("config", "set", "server.port", "0", env={"ALMANAC_CONFIG": str(path)})
     assert done.returncode == 2 and "server.port: 0 is out of range" in done.stderr
+
+
+def test_config_set_writes_where_the_loader_reads_under_xdg_config_home(tmp_path, monkeypatch):
+    """With no ALMANAC_CONFIG and no file yet, `config set` creates $XDG_CONFIG_HOME/almanac/config.yaml,
+    the first place the loader looks, so the next command sees the change."""
+    from click.testing import CliRunner
+
+    from appliance import config as config_module
+    from appliance.cli import cli
+
+    monkeypatch.delenv("ALMANAC_CONFIG", raising=False)
+    monkeypatch.setenv("ALMANAC_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(config_module, "is_root", lambda: False)  # the tests may run as root
+    done = CliRunner().invoke(cli, ["config", "set", "portal.title", "Shelf"])
+    assert done.exit_code == 0, done.output
+    written = tmp_path / "xdg" / "almanac" / "config.yaml"
+    assert done.output.startswith(f"{written}: portal.title = Shelf")
+    assert not (tmp_path / "home" / ".config").exists()
+    assert load_config().get("portal.title") == "Shelf"
+    shown = CliRunner().invoke(cli, ["config", "show"])
+    assert f"# from: {written}" in shown.output and "title: Shelf" in shown.output

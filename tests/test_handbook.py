@@ -1,4 +1,5 @@
 """The embedded default: the Almanac Handbook built from docs/ by our own builder, served by the portal."""
+
 from __future__ import annotations
 
 import subprocess
@@ -14,10 +15,27 @@ from almanac_testing import ROOT, almanac
 @pytest.fixture(scope="module")
 def handbook(tmp_path_factory):
     out = tmp_path_factory.mktemp("hb") / "almanac-handbook.zim"
-    done = subprocess.run([sys.executable, "-m", "appliance.cli", "content", "build-zim", str(ROOT / "docs"),
-                           str(out), "--title", "Almanac Handbook", "--name", "almanac-handbook",
-                           "--description", "How to use this Almanac box"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli",
+            "content",
+            "build-zim",
+            str(ROOT / "docs"),
+            str(out),
+            "--title",
+            "Almanac Handbook",
+            "--name",
+            "almanac-handbook",
+            "--description",
+            "How to use this Almanac box",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     return out
 

@@ -1,4 +1,5 @@
 """Kiwix-compatible URLs and the reader around articles: suggest, raw, OPDS, book home, viewer, ranking."""
+
 from __future__ import annotations
 
 import shutil
@@ -123,3 +124,30 @@ def test_replaced_archive_is_reopened(app, client, data_dir):
     tmp.replace(target)
     assert client.get("/content/swap/c%23.html").status_code == 200
     assert client.get("/content/swap/main.html").status_code == 404
+
+
+def test_opds_self_link_keeps_a_quote_in_the_query_well_formed(client):
+    r = client.get('/catalog/v2/entries?q=say "hi"&lang=eng')
+    assert r.status_code == 200
+    feed = ET.fromstring(r.data)  # an unescaped " in the attribute is not XML at all
+    self_link = next(link for link in feed.findall(f"{ATOM}link") if link.get("rel") == "self")
+    assert 'q=say "hi"' in self_link.get("href").replace("%20", " ").replace("%22", '"')
+    assert b"&quot;hi&quot;" in r.data
+
+
+def test_search_pages_are_capped_at_100_hits(app, client, tmp_path):
+    from content.zim_builder import build_zim
+
+    src = tmp_path / "lanterns"
+    src.mkdir()
+    (src / "index.html").write_text("<h1>Lanterns</h1><p>Many pages about lanterns.</p>")
+    for i in range(130):
+        (src / f"page{i}.html").write_text(f"<h1>Page {i}</h1><p>The lantern number {i} is lit.</p>")
+    out = tmp_path / "lanterns.zim"
+    build_zim(src, out, title="Lanterns")
+    app.extensions["almanac"].library.add(out)
+    asked = "/search?pattern=lantern&books.name=lanterns&format=json"
+    assert len(client.get(asked).get_json()) == 25  # the default page
+    assert len(client.get(f"{asked}&pageLength=120").get_json()) == 100
+    assert len(client.get(f"{asked}&pageLength=100000").get_json()) == 100
+    assert len(client.get(f"{asked}&pageLength=100&start=100").get_json()) == 31  # 130 pages and the index

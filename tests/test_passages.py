@@ -1,4 +1,5 @@
 """content.passages: the library's passages that answer a question, from real archives built here and shared."""
+
 from __future__ import annotations
 
 import pytest
@@ -52,8 +53,11 @@ def book(tmp_path_factory):
 
 
 def test_keywords_drop_stopwords_and_repeats():
-    assert passages.keywords("What is the most active volcano in Europe? The volcano!") == \
-        ["active", "volcano", "europe"]
+    assert passages.keywords("What is the most active volcano in Europe? The volcano!") == [
+        "active",
+        "volcano",
+        "europe",
+    ]
     assert passages.keywords("Як падрыхтаваць боршч") == ["як", "падрыхтаваць", "боршч"]
     assert passages.keywords("is it a?") == []
 
@@ -111,8 +115,9 @@ def test_nothing_found_is_an_empty_list(book):
     assert passages.find(book, "quantum chromodynamics") == []
 
 
-@pytest.mark.parametrize("question, message", [("", "empty"), ("   ", "empty"), ("x" * 2001, "longer"),
-                                               ("is it the?", "no words")])
+@pytest.mark.parametrize(
+    "question, message", [("", "empty"), ("   ", "empty"), ("x" * 2001, "longer"), ("is it the?", "no words")]
+)
 def test_bad_questions(book, question, message):
     with pytest.raises(QueryError, match=message):
         passages.find(book, question)
@@ -138,6 +143,8 @@ def test_a_follow_up_question_is_read_in_the_light_of_the_conversation(book):
     follow_up = passages.find(book, "How many of them live there?", k=1, context="Tell me about honey bees")
     assert follow_up[0].path == "bees" and "thousands of workers" in follow_up[0].text
     # The conversation only adds words at a lower weight: a change of subject is followed.
-    assert passages.find(book, "Which volcano is most active?", k=1, context="Tell me about honey bees")[0].path \
+    assert (
+        passages.find(book, "Which volcano is most active?", k=1, context="Tell me about honey bees")[0].path
         == "volcanoes"
+    )
     assert passages.find(book, "What is bread made of?", k=1, context="Tell me about honey bees")[0].path == "bread"

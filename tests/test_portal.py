@@ -1,4 +1,5 @@
 """The portal app on real archives: pages and their JSON twins, the reader, HTTP caching, search, errors."""
+
 from __future__ import annotations
 
 import gzip
@@ -93,8 +94,13 @@ def test_gzip_for_html_when_accepted(client):
     assert zipped.headers["Content-Encoding"] == "gzip"
     assert gzip.decompress(zipped.data) == plain.data
     assert zipped.headers["ETag"] != plain.headers["ETag"]
-    assert client.get("/content/example/Wikibooks.html", headers={
-        "Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]}).status_code == 304
+    assert (
+        client.get(
+            "/content/example/Wikibooks.html",
+            headers={"Accept-Encoding": "gzip", "If-None-Match": zipped.headers["ETag"]},
+        ).status_code
+        == 304
+    )
 
 
 def test_range_on_media(client):
@@ -122,8 +128,11 @@ def test_unknown_book_and_path_are_404_pages(client):
 
 
 def test_path_traversal_stays_inside_archives(client):
-    for url in ("/content/example/../../../../etc/passwd", "/content/..%2F..%2Fetc/passwd",
-                "/content/example/%2e%2e/%2e%2e/etc/passwd"):
+    for url in (
+        "/content/example/../../../../etc/passwd",
+        "/content/..%2F..%2Fetc/passwd",
+        "/content/example/%2e%2e/%2e%2e/etc/passwd",
+    ):
         r = client.get(url)
         assert r.status_code in (404, 308) and b"root:" not in r.data
 
@@ -154,8 +163,9 @@ def test_search_json_shape_and_highlight(client):
 def test_search_html_and_non_latin(client):
     html = client.get("/search?pattern=wikibooks").get_data(as_text=True)
     assert "results for" in html and "<b>" in html.lower()
-    hits = client.get("/search?pattern=%D0%BA%D0%BD%D1%96%D0%B3%D0%B0&content=wikibooks_be_all_nopic_2017-02"
-                      "&format=json").get_json()  # кніга
+    hits = client.get(
+        "/search?pattern=%D0%BA%D0%BD%D1%96%D0%B3%D0%B0&content=wikibooks_be_all_nopic_2017-02&format=json"
+    ).get_json()  # кніга
     assert hits and all(h["book"] == "wikibooks_be_all_nopic_2017-02" for h in hits)
 
 

@@ -1,4 +1,5 @@
 """The portal as a real gunicorn process on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ Rendering goes through `install.sh --print-service`, the same code path the inst
 systemd-analyze verify insists that ExecStart's program exists, so the prefix gets a real executable
 bin/almanac (a shell script) for it to find.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,24 @@ TEMPLATES = ROOT / "systemd"
 
 
 def render(kind: str, prefix: Path, data: Path, *extra: str) -> str:
-    done = subprocess.run(["bash", str(INSTALL_SH), "--print-service", "--service-kind", kind, "--prefix",
-                           str(prefix), "--data-dir", str(data), *extra], capture_output=True, text=True,
-                          timeout=30, cwd="/")
+    done = subprocess.run(
+        [
+            "bash",
+            str(INSTALL_SH),
+            "--print-service",
+            "--service-kind",
+            kind,
+            "--prefix",
+            str(prefix),
+            "--data-dir",
+            str(data),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd="/",
+    )
     assert done.returncode == 0, done.stderr
     left = re.findall(r"@[A-Z_]+@", done.stdout)
     assert not left, f"placeholders left unrendered: {left}"
@@ -94,8 +110,13 @@ def test_system_unit_passes_systemd_analyze_verify(tmp_path, prefix):
     assert service["User"] == ["almanac"]
     assert service["Environment"] == [f'"ALMANAC_CONFIG={prefix}/etc/config.yaml"']
     assert service["ReadWritePaths"] == [f'"{data}"']
-    for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("PrivateTmp", "yes"),
-                       ("ProtectHome", "yes"), ("Restart", "on-failure")):
+    for key, value in (
+        ("NoNewPrivileges", "yes"),
+        ("ProtectSystem", "strict"),
+        ("PrivateTmp", "yes"),
+        ("ProtectHome", "yes"),
+        ("Restart", "on-failure"),
+    ):
         assert service[key] == [value], key
     assert int(service["RestartSec"][0]) > 0
     assert s["Unit"]["After"] == ["network-online.target"] and s["Unit"]["Wants"] == ["network-online.target"]
@@ -168,14 +189,22 @@ def test_templates_carry_the_placeholders_install_sh_fills():
 
 
 def test_unsafe_paths_are_refused(tmp_path):
-    done = subprocess.run(["bash", str(INSTALL_SH), "--print-service", "--prefix", str(tmp_path / "a%b")],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", str(INSTALL_SH), "--print-service", "--prefix", str(tmp_path / "a%b")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert "--prefix" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_service_kind_is_a_usage_error(tmp_path):
-    done = subprocess.run(["bash", str(INSTALL_SH), "--print-service", "--service-kind", "upstart"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", str(INSTALL_SH), "--print-service", "--service-kind", "upstart"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 2
     assert "--service-kind" in done.stderr

@@ -102,10 +102,18 @@ def book(tmp_path_factory) -> tuple[BuildReport, Path]:
     (src / "img/logo.png").write_bytes(TINY_PNG)
     (src / "img/diagram.svg").write_bytes(SVG)
     out = tmp_path_factory.mktemp("out") / "field_guide.zim"
-    report = build_zim(src, out, name="almanac_en_field-guide", title="Field Guide",
-                       description="How to set up and use the box", language="eng",
-                       creator="Almanac team", publisher="Almanac", tags="_category:other;almanac;test",
-                       date="2024-05-17")
+    report = build_zim(
+        src,
+        out,
+        name="almanac_en_field-guide",
+        title="Field Guide",
+        description="How to set up and use the box",
+        language="eng",
+        creator="Almanac team",
+        publisher="Almanac",
+        tags="_category:other;almanac;test",
+        date="2024-05-17",
+    )
     return report, src
 
 
@@ -148,9 +156,9 @@ def _png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     chunks, pos = [], 8
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
         assert crc == zlib.crc32(kind + body) & 0xFFFFFFFF, f"bad CRC in {kind!r}"
         chunks.append((kind, body))
         pos += 12 + length
@@ -167,10 +175,11 @@ def _decode_rgba(data: bytes) -> tuple[int, int, bytes]:
     stride = 1 + 4 * width
     assert len(raw) == stride * height
     assert all(raw[y * stride] == 0 for y in range(height))
-    return width, height, b"".join(raw[y * stride + 1:(y + 1) * stride] for y in range(height))
+    return width, height, b"".join(raw[y * stride + 1 : (y + 1) * stride] for y in range(height))
 
 
 # --- the built archive ---------------------------------------------------------
+
 
 def test_archive_passes_libzim_check(archive):
     assert archive.check() is True
@@ -196,15 +205,19 @@ def test_report_describes_the_archive(archive, book):
 def test_page_titles_come_from_first_h1_or_file_name(archive):
     titles = {path: archive.get_entry_by_path(path).title for path in PAGES}
     assert titles == {
-        "index": "Field Guide", "guide/index": "Guide overview", "guide/install": "Installing the box",
-        "about": "About this book", "notitle": "notitle", "be/mova": "Беларуская мова",
+        "index": "Field Guide",
+        "guide/index": "Guide overview",
+        "guide/install": "Installing the box",
+        "about": "About this book",
+        "notitle": "notitle",
+        "be/mova": "Беларуская мова",
     }
 
 
 def test_pages_are_complete_html5_documents(archive):
     for path in PAGES:
         page = _html(archive, path)
-        assert page.startswith("<!DOCTYPE html>\n<html lang=\"en\">"), path
+        assert page.startswith('<!DOCTYPE html>\n<html lang="en">'), path
         assert '<meta charset="utf-8">' in page
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
         assert f"<title>{archive.get_entry_by_path(path).title}</title>" in page
@@ -248,8 +261,12 @@ def test_pages_reference_no_external_resources(archive):
 
 def test_assets_have_their_mime_types_and_bytes(archive, book):
     src = book[1]
-    expected = {"img/logo.png": "image/png", "img/diagram.svg": "image/svg+xml",
-                "style/extra.css": "text/css", "notes/readme.txt": "text/plain"}
+    expected = {
+        "img/logo.png": "image/png",
+        "img/diagram.svg": "image/svg+xml",
+        "style/extra.css": "text/css",
+        "notes/readme.txt": "text/plain",
+    }
     for path, mimetype in expected.items():
         item = archive.get_entry_by_path(path).get_item()
         assert item.mimetype == mimetype
@@ -306,10 +323,11 @@ def test_illustration_is_a_48x48_png(archive):
     assert (width, height) == (48, 48)
     alphas = pixels[3::4]
     assert 0 in alphas and 255 in alphas  # transparent corners, opaque drawing
-    assert len({pixels[i:i + 3] for i in range(0, len(pixels), 4) if pixels[i + 3] == 255}) > 3
+    assert len({pixels[i : i + 3] for i in range(0, len(pixels), 4) if pixels[i + 3] == 255}) > 3
 
 
 # --- defaults and non-ASCII books ----------------------------------------------------
+
 
 def test_defaults_are_derived_from_the_source(tmp_path, capfd):
     long_intro = "A long introduction " * 10
@@ -328,10 +346,13 @@ def test_defaults_are_derived_from_the_source(tmp_path, capfd):
 
 
 def test_belarusian_book_with_non_ascii_paths(tmp_path, capfd):
-    src = _write_tree(tmp_path / "src", {
-        "index.html": "<h1>Даведнік</h1><p>Пачніце з <a href=\"жывёлы/зубр.md\">зубра</a>.</p>",
-        "жывёлы/зубр.md": "# Зубр\n\nЗубры жывуць у Белавежскай пушчы.\n\n## Дзе жыве\n\n[Дадому](../index.html)\n",
-    })
+    src = _write_tree(
+        tmp_path / "src",
+        {
+            "index.html": '<h1>Даведнік</h1><p>Пачніце з <a href="жывёлы/зубр.md">зубра</a>.</p>',
+            "жывёлы/зубр.md": "# Зубр\n\nЗубры жывуць у Белавежскай пушчы.\n\n## Дзе жыве\n\n[Дадому](../index.html)\n",
+        },
+    )
     report = _quiet_build(capfd, src, tmp_path / "be.zim", language="bel")
     archive = Archive(report.out_path)
     assert archive.check()
@@ -347,6 +368,7 @@ def test_belarusian_book_with_non_ascii_paths(tmp_path, capfd):
 
 
 # --- bad input --------------------------------------------------------------------
+
 
 def _expect_error(capfd, src: Path, out: Path, match: str, **kwargs) -> str:
     with pytest.raises(ZimBuildError, match=match) as caught:
@@ -390,31 +412,37 @@ def test_several_languages_are_accepted(tmp_path, capfd):
     assert Archive(report.out_path).get_metadata("Language") == b"eng,bel"
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"date": "17/05/2024"}, "YYYY-MM-DD"),
-    ({"date": "2024-02-30"}, "YYYY-MM-DD"),
-    ({"description": "x" * 81}, "at most 80"),
-    ({"illustration": TINY_PNG}, "2x2; it must be 48x48"),
-    ({"illustration": b"GIF89a not a png at all, really not"}, "not a PNG"),
-    ({"title": "  "}, "title is empty"),
-    ({"creator": "two\nlines"}, "Creator must be one"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"date": "17/05/2024"}, "YYYY-MM-DD"),
+        ({"date": "2024-02-30"}, "YYYY-MM-DD"),
+        ({"description": "x" * 81}, "at most 80"),
+        ({"illustration": TINY_PNG}, "2x2; it must be 48x48"),
+        ({"illustration": b"GIF89a not a png at all, really not"}, "not a PNG"),
+        ({"title": "  "}, "title is empty"),
+        ({"creator": "two\nlines"}, "Creator must be one"),
+    ],
+)
 def test_bad_arguments(tmp_path, capfd, kwargs, match):
     src = _write_tree(tmp_path / "src", {"index.md": "# Home\n"})
     _expect_error(capfd, src, tmp_path / "o.zim", match, **kwargs)
 
 
-@pytest.mark.parametrize("files, match", [
-    ({"index.md": "[x](missing.md)"}, r"index\.md: link 'missing\.md' does not match"),
-    ({"index.md": "# H\n", "a/b.md": "[up](../../x.md)"}, r"b\.md: link '\.\./\.\./x\.md' points outside"),
-    ({"index.md": "[g](guide/)", "guide/a.md": "# A\n"}, r"link 'guide/' does not match"),
-    ({"index.md": "![x](https://cdn.example.com/a.png)"}, r"loads https://cdn\.example\.com/a\.png"),
-    ({"index.html": '<link rel="stylesheet" href="//cdn.example.com/x.css"><h1>H</h1>'}, "from another host"),
-    ({"index.md": "# H\n", "s.css": "@import url('https://fonts.example.com/f.css');"}, r"s\.css: loads https"),
-    ({"index.md": '<div style="background: url(http://x.example/bg.png)">x</div>'}, "loads http://x"),
-    ({"index.md": "# H\n", "index.html": "<h1>H</h1>"}, "would be stored at 'index'"),
-    ({"index.md": "# H\n", "_almanac/handbook.css": "x{}"}, "builder's stylesheet"),
-])
+@pytest.mark.parametrize(
+    "files, match",
+    [
+        ({"index.md": "[x](missing.md)"}, r"index\.md: link 'missing\.md' does not match"),
+        ({"index.md": "# H\n", "a/b.md": "[up](../../x.md)"}, r"b\.md: link '\.\./\.\./x\.md' points outside"),
+        ({"index.md": "[g](guide/)", "guide/a.md": "# A\n"}, r"link 'guide/' does not match"),
+        ({"index.md": "![x](https://cdn.example.com/a.png)"}, r"loads https://cdn\.example\.com/a\.png"),
+        ({"index.html": '<link rel="stylesheet" href="//cdn.example.com/x.css"><h1>H</h1>'}, "from another host"),
+        ({"index.md": "# H\n", "s.css": "@import url('https://fonts.example.com/f.css');"}, r"s\.css: loads https"),
+        ({"index.md": '<div style="background: url(http://x.example/bg.png)">x</div>'}, "loads http://x"),
+        ({"index.md": "# H\n", "index.html": "<h1>H</h1>"}, "would be stored at 'index'"),
+        ({"index.md": "# H\n", "_almanac/handbook.css": "x{}"}, "builder's stylesheet"),
+    ],
+)
 def test_bad_sources_are_named(tmp_path, capfd, files, match):
     src = _write_tree(tmp_path / "src", files)
     _expect_error(capfd, src, tmp_path / "o.zim", match)
@@ -428,6 +456,7 @@ def test_root_relative_links_to_the_server_are_kept(tmp_path, capfd):
 
 
 # --- atomic replacement -------------------------------------------------------------------
+
 
 def test_failed_build_keeps_the_existing_archive(tmp_path, capfd):
     src = _write_tree(tmp_path / "src", {"index.md": "# First\n\nfirst edition\n"})
@@ -461,6 +490,7 @@ def test_output_inside_the_source_folder_is_not_packed(tmp_path, capfd):
 
 
 # --- the PNG writer ----------------------------------------------------------------------
+
 
 def test_png_writer_round_trips_pixels():
     pixels = bytes((x * 37 + y * 11 + c * 5) % 256 for y in range(3) for x in range(5) for c in range(4))

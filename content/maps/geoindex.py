@@ -5,6 +5,7 @@ Wikipedia-style pages carry the geo microformat (`<span class="geo">60.17; 24.94
 or `<meta name="ICBM">`. The first coordinate of a page is its place. A book is indexed once per file
 version (its UUID); rows are replaced when a book changes and dropped when it leaves the library.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,11 @@ CREATE TABLE IF NOT EXISTS article_coords_books (
 
 _NUM = r"([-+]?\d{1,3}(?:\.\d+)?)"
 _GEO_SPAN = re.compile(r'class="[^"]*\bgeo\b[^"]*"[^>]*>\s*' + _NUM + r"\s*[;,]\s*" + _NUM, re.I)
-_LAT_LON = re.compile(r'class="[^"]*\blatitude\b[^"]*"[^>]*>\s*' + _NUM + r'\s*<.*?class="[^"]*\blongitude\b'
-                      r'[^"]*"[^>]*>\s*' + _NUM, re.I | re.S)
+_LAT_LON = re.compile(
+    r'class="[^"]*\blatitude\b[^"]*"[^>]*>\s*' + _NUM + r'\s*<.*?class="[^"]*\blongitude\b'
+    r'[^"]*"[^>]*>\s*' + _NUM,
+    re.I | re.S,
+)
 _META = re.compile(r'<meta[^>]+name="(?:geo\.position|ICBM)"[^>]+content="\s*' + _NUM + r"\s*[;,]\s*" + _NUM, re.I)
 _MARKERS = (b"geo", b"latitude", b"ICBM")
 SYNC_INLINE_MAX_ARTICLES = 20000  # bigger books are indexed in the background
@@ -105,8 +109,9 @@ class GeoIndex:
             self._conn.execute("BEGIN")
             self._conn.execute("DELETE FROM article_coords WHERE book = ?", (name,))
             self._conn.executemany("INSERT OR REPLACE INTO article_coords VALUES (?, ?, ?, ?, ?)", rows)
-            self._conn.execute("INSERT OR REPLACE INTO article_coords_books VALUES (?, ?, ?, ?)",
-                               (name, uuid, len(rows), time.time()))
+            self._conn.execute(
+                "INSERT OR REPLACE INTO article_coords_books VALUES (?, ?, ?, ?)", (name, uuid, len(rows), time.time())
+            )
             self._conn.execute("COMMIT")
         return len(rows)
 
@@ -151,10 +156,12 @@ class GeoIndex:
     def _claim(self, name: str, uuid: str) -> bool:
         """One process indexes a big book; the other gunicorn workers leave it alone."""
         with self._lock:
-            self._conn.execute("DELETE FROM article_coords_claims WHERE started_at < ?",
-                               (time.time() - CLAIM_TIMEOUT_S,))
-            cur = self._conn.execute("INSERT OR IGNORE INTO article_coords_claims VALUES (?, ?, ?)",
-                                     (name, uuid, time.time()))
+            self._conn.execute(
+                "DELETE FROM article_coords_claims WHERE started_at < ?", (time.time() - CLAIM_TIMEOUT_S,)
+            )
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO article_coords_claims VALUES (?, ?, ?)", (name, uuid, time.time())
+            )
             return cur.rowcount == 1
 
     def _index_later(self, name, uuid, archive):
@@ -170,8 +177,8 @@ class GeoIndex:
         coslat = max(0.01, math.cos(math.radians(lat)))
         dlon = min(180.0, radius_km / (111.0 * coslat))
         rows = self._conn.execute(
-            "SELECT book, path, title, lat, lon FROM article_coords WHERE lat BETWEEN ? AND ?",
-            (lat - dlat, lat + dlat)).fetchall()
+            "SELECT book, path, title, lat, lon FROM article_coords WHERE lat BETWEEN ? AND ?", (lat - dlat, lat + dlat)
+        ).fetchall()
         out = []
         for r in rows:
             dl = abs(((r["lon"] - lon) + 180) % 360 - 180)
@@ -184,11 +191,10 @@ class GeoIndex:
         return out[:limit]
 
     def coordinates(self, book: str, path: str) -> tuple[float, float] | None:
-        row = self._conn.execute("SELECT lat, lon FROM article_coords WHERE book = ? AND path = ?",
-                                 (book, path)).fetchone()
+        row = self._conn.execute(
+            "SELECT lat, lon FROM article_coords WHERE book = ? AND path = ?", (book, path)
+        ).fetchone()
         return (row["lat"], row["lon"]) if row else None
 
     def close(self) -> None:
         self._conn.close()
-
-

@@ -1,4 +1,5 @@
 """MBTiles (SQLite) archives served as they are: same interface as PMTilesArchive."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from .tiles import ArchiveError, TileFormat
+from .formats import ArchiveError, TileFormat
 
 FORMATS = {
     "pbf": TileFormat("pbf", "application/x-protobuf", vector=True),
@@ -56,9 +57,14 @@ class MBTilesArchive:
     def tile(self, z: int, x: int, y: int) -> bytes | None:
         if not (0 <= z <= 31 and 0 <= x < (1 << z) and 0 <= y < (1 << z)):
             return None
-        row = self._conn().execute(
-            "SELECT tile_data FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
-            (z, x, (1 << z) - 1 - y)).fetchone()  # MBTiles rows count from the south (TMS)
+        row = (
+            self._conn()
+            .execute(
+                "SELECT tile_data FROM tiles WHERE zoom_level=? AND tile_column=? AND tile_row=?",
+                (z, x, (1 << z) - 1 - y),
+            )
+            .fetchone()
+        )  # MBTiles rows count from the south (TMS)
         return bytes(row[0]) if row else None
 
     @property
@@ -91,5 +97,3 @@ class MBTilesArchive:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
-
-

@@ -4,6 +4,7 @@ The PyPI `pmtiles` Reader re-reads and re-parses the header and directories on e
 tile); here the header and root directory are parsed at open and leaf directories stay in a small LRU, so a
 tile costs one binary search and one pread.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -14,10 +15,9 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from pmtiles.tile import (Compression, Entry, TileType, deserialize_header, find_tile, read_varint,
-                          zxy_to_tileid)
+from pmtiles.tile import Compression, Entry, TileType, deserialize_header, find_tile, read_varint, zxy_to_tileid
 
-from .tiles import ArchiveError, TileFormat
+from .formats import ArchiveError, TileFormat
 
 HEADER_BYTES = 127
 LEAF_CACHE_ENTRIES = 64
@@ -136,8 +136,7 @@ class PMTilesArchive:
         return self.tile_compression == Compression.GZIP
 
     def tile_encoding(self) -> str | None:
-        return {Compression.GZIP: "gzip", Compression.BROTLI: "br", Compression.ZSTD: "zstd"}.get(
-            self.tile_compression)
+        return {Compression.GZIP: "gzip", Compression.BROTLI: "br", Compression.ZSTD: "zstd"}.get(self.tile_compression)
 
     def bounds(self) -> list[float]:
         h = self.header
@@ -150,12 +149,14 @@ class PMTilesArchive:
 
     def entries(self):
         """Every (tile_id, offset, length, run_length) the archive addresses, leaf directories expanded."""
+
         def walk(directory):
             for e in directory:
                 if e.run_length == 0:
                     yield from walk(self._leaf(e.offset, e.length))
                 else:
                     yield e
+
         yield from walk(self._root)
 
     def close(self) -> None:

@@ -4,6 +4,7 @@ Only the directories and tiles the region needs are read. The size is known (and
 fetched. Fetched spans are kept in a sidecar SQLite file beside the output, so an interrupted download picks
 up where it stopped. The result is an ordinary PMTiles archive, served like any other.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -22,7 +23,7 @@ from pmtiles.tile import Compression, deserialize_header, find_tile, zxy_to_tile
 
 from .pmtiles_archive import HEADER_BYTES, MAX_DEPTH, parse_directory
 
-MERGE_GAP = 64 * 1024     # read neighbouring tiles in one request when the gap between them is this small
+MERGE_GAP = 64 * 1024  # read neighbouring tiles in one request when the gap between them is this small
 MAX_SPAN = 8 * 1024 * 1024
 MAX_TILES = 5_000_000
 
@@ -54,8 +55,9 @@ class Source:
         return data
 
     def _get(self, offset: int, length: int) -> bytes:
-        req = urllib.request.Request(self.where, headers={"Range": f"bytes={offset}-{offset + length - 1}",
-                                                          "User-Agent": "almanac-maps"})
+        req = urllib.request.Request(
+            self.where, headers={"Range": f"bytes={offset}-{offset + length - 1}", "User-Agent": "almanac-maps"}
+        )
         for attempt in range(self.retries + 1):
             try:
                 with urllib.request.urlopen(req, timeout=60) as r:
@@ -65,7 +67,7 @@ class Source:
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 if attempt == self.retries:
                     raise RegionError(f"{self.where}: {e}") from None
-                time.sleep(min(10, 2 ** attempt))
+                time.sleep(min(10, 2**attempt))
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -131,7 +133,7 @@ def plan(src: Source, bbox, maxzoom: int, minzoom: int = 0) -> Plan:
     if raw[:7] != b"PMTiles" or raw[7] != 3:
         raise RegionError(f"{src.where}: not a PMTiles v3 archive")
     header = deserialize_header(raw)
-    inflate = (gzip.decompress if header["internal_compression"] == Compression.GZIP else (lambda b: b))
+    inflate = gzip.decompress if header["internal_compression"] == Compression.GZIP else (lambda b: b)
     meta_raw = inflate(src.read(header["metadata_offset"], header["metadata_length"]))
     metadata = json.loads(meta_raw) if meta_raw.strip() else {}
     maxzoom = min(maxzoom, header["max_zoom"])
@@ -148,8 +150,9 @@ def plan(src: Source, bbox, maxzoom: int, minzoom: int = 0) -> Plan:
             if e.run_length > 0:
                 return e
             if e.offset not in leaves:
-                leaves[e.offset] = parse_directory(inflate(src.read(header["leaf_directory_offset"] + e.offset,
-                                                                    e.length)))
+                leaves[e.offset] = parse_directory(
+                    inflate(src.read(header["leaf_directory_offset"] + e.offset, e.length))
+                )
             directory = leaves[e.offset]
         return None
 
@@ -177,8 +180,9 @@ def _spans(entries) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans]
 
 
-def extract(src: Source, out: Path, bbox, maxzoom: int, minzoom: int = 0, log=print,
-            stop_after_spans: int | None = None) -> Path:
+def extract(
+    src: Source, out: Path, bbox, maxzoom: int, minzoom: int = 0, log=print, stop_after_spans: int | None = None
+) -> Path:
     """Write the region to `out`. `stop_after_spans` simulates an interruption (for tests)."""
     from pmtiles.writer import Writer
 
@@ -215,16 +219,28 @@ def extract(src: Source, out: Path, bbox, maxzoom: int, minzoom: int = 0, log=pr
             if a not in cache:
                 cache.clear()
                 cache[a] = db.execute("SELECT data FROM spans WHERE start = ?", (a,)).fetchone()[0]
-            writer.write_tile(tid, cache[a][off - a: off - a + length])
+            writer.write_tile(tid, cache[a][off - a : off - a + length])
         w, s, e, n = bbox
         h = p.header
-        header = {"tile_type": h["tile_type"], "tile_compression": h["tile_compression"],
-                  "min_zoom": max(minzoom, h["min_zoom"]), "max_zoom": min(maxzoom, h["max_zoom"]),
-                  "min_lon_e7": int(w * 1e7), "min_lat_e7": int(s * 1e7), "max_lon_e7": int(e * 1e7),
-                  "max_lat_e7": int(n * 1e7), "center_zoom": min(maxzoom, h["max_zoom"]),
-                  "center_lon_e7": int((w + e) / 2 * 1e7), "center_lat_e7": int((s + n) / 2 * 1e7)}
-        metadata = dict(p.metadata, bounds=f"{w},{s},{e},{n}", maxzoom=header["max_zoom"],
-                        description=f"Region {w},{s},{e},{n} of {p.metadata.get('name') or 'a planet archive'}")
+        header = {
+            "tile_type": h["tile_type"],
+            "tile_compression": h["tile_compression"],
+            "min_zoom": max(minzoom, h["min_zoom"]),
+            "max_zoom": min(maxzoom, h["max_zoom"]),
+            "min_lon_e7": int(w * 1e7),
+            "min_lat_e7": int(s * 1e7),
+            "max_lon_e7": int(e * 1e7),
+            "max_lat_e7": int(n * 1e7),
+            "center_zoom": min(maxzoom, h["max_zoom"]),
+            "center_lon_e7": int((w + e) / 2 * 1e7),
+            "center_lat_e7": int((s + n) / 2 * 1e7),
+        }
+        metadata = dict(
+            p.metadata,
+            bounds=f"{w},{s},{e},{n}",
+            maxzoom=header["max_zoom"],
+            description=f"Region {w},{s},{e},{n} of {p.metadata.get('name') or 'a planet archive'}",
+        )
         writer.finalize(header, metadata)
     db.close()
     os.replace(partial, out)

@@ -2,6 +2,7 @@
 registered in place from elsewhere (`almanac maps add PATH`). Handles stay open and are reopened when
 their file changes on disk.
 """
+
 from __future__ import annotations
 
 import os
@@ -46,6 +47,12 @@ class MapRegistry:
         """name -> file, from the maps folder and the registered paths; rescanned at most every few seconds."""
         if time.monotonic() - self._scanned_at < max_age_s:
             return self._paths
+        self._paths = self.scan()
+        self._scanned_at = time.monotonic()
+        return self._paths
+
+    def scan(self) -> dict[str, Path]:
+        """name -> file, looked up now (paths() keeps the answer for a few seconds)."""
         found: dict[str, Path] = {}
         if self.maps_dir.is_dir():
             for entry in sorted(os.scandir(self.maps_dir), key=lambda e: e.name):
@@ -55,8 +62,6 @@ class MapRegistry:
         for row in self._conn.execute("SELECT name, path FROM map_archives ORDER BY name"):
             if Path(row["path"]).is_file():
                 found.setdefault(row["name"], Path(row["path"]))
-        self._paths = found
-        self._scanned_at = time.monotonic()
         return found
 
     def names(self) -> list[str]:

@@ -1,21 +1,15 @@
 """What every tile archive offers, whatever its container: format, zooms, bounds, layers, attribution."""
+
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
+from .formats import ArchiveError, TileFormat
+from .mbtiles import MBTilesArchive
+from .pmtiles_archive import PMTilesArchive
 
-class ArchiveError(Exception):
-    """A map archive that cannot be used, in one line."""
-
-
-@dataclass(frozen=True)
-class TileFormat:
-    ext: str
-    mimetype: str
-    vector: bool = False
-
+__all__ = ["EXTENSIONS", "ArchiveError", "TileFormat", "describe", "open_archive", "schema", "vector_layers"]
 
 EXTENSIONS = (".pmtiles", ".mbtiles")
 
@@ -25,12 +19,8 @@ def open_archive(path: Path):
     if not path.is_file():
         raise ArchiveError(f"{path}: no such file")
     if path.suffix == ".pmtiles":
-        from .pmtiles_archive import PMTilesArchive
-
         return PMTilesArchive(path)
     if path.suffix == ".mbtiles":
-        from .mbtiles import MBTilesArchive
-
         return MBTilesArchive(path)
     raise ArchiveError(f"{path.name}: not a map archive (expected {' or '.join(EXTENSIONS)})")
 

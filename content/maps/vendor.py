@@ -9,6 +9,7 @@ Looked for, best first:
 MapLibre >= 5.11 draws labels with the browser's fonts when a style has no `glyphs`; older builds get a
 style without text layers.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,9 +30,11 @@ LOCAL_GLYPHS_SINCE = (5, 11, 0)
 TARBALL_MARK = ".almanac-tarball"
 # What install_tarball takes from the tarball (member -> where it goes in the package folder); nothing else
 # is ever written, so a member's name cannot place a file anywhere.
-TARBALL_FILES = {"package/package.json": "package.json",
-                 "package/dist/maplibre-gl.js": "dist/maplibre-gl.js",
-                 "package/dist/maplibre-gl.css": "dist/maplibre-gl.css"}
+TARBALL_FILES = {
+    "package/package.json": "package.json",
+    "package/dist/maplibre-gl.js": "dist/maplibre-gl.js",
+    "package/dist/maplibre-gl.css": "dist/maplibre-gl.css",
+}
 LICENSE_MEMBERS = ("package/LICENSE.txt", "package/LICENSE")
 MAX_MEMBER_BYTES = 64 << 20  # maplibre-gl.js is about 1 MB; anything near this is not MapLibre
 
@@ -104,18 +107,36 @@ def npm_install(maps_dir: Path, timeout_s: float = 300) -> tuple[bool, str]:
     prefix = npm_prefix(maps_dir)
     prefix.mkdir(parents=True, exist_ok=True)
     try:
-        proc = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund",
-                               "--omit=dev", "--ignore-scripts", "--prefer-offline", "--fetch-retries=1",
-                               "--fetch-timeout=20000", NPM_SPEC],
-                              capture_output=True, text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [
+                npm,
+                "install",
+                "--prefix",
+                str(prefix),
+                "--no-audit",
+                "--no-fund",
+                "--omit=dev",
+                "--ignore-scripts",
+                "--prefer-offline",
+                "--fetch-retries=1",
+                "--fetch-timeout=20000",
+                NPM_SPEC,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
         return False, f"npm install timed out after {timeout_s:.0f} s"
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["failed"]
         return False, f"npm install {NPM_SPEC}: {tail[0]}"
     found = _from_dist(package_dir(maps_dir) / "dist", "npm")
-    return (True, f"maplibre-gl {found.version_text} installed by npm") if found else (
-        False, "npm finished but maplibre-gl/dist is missing")
+    return (
+        (True, f"maplibre-gl {found.version_text} installed by npm")
+        if found
+        else (False, "npm finished but maplibre-gl/dist is missing")
+    )
 
 
 # -- the npm tarball (`npm pack maplibre-gl@^5.11.0`), unpacked with no node ---------------------------------
@@ -127,8 +148,11 @@ def _parse_version(text: str) -> tuple[int, int, int] | None:
 def newest_tarball(folder: Path) -> Path | None:
     """The newest `maplibre-gl-X.Y.Z.tgz` (npm pack's name) in a folder such as a wheelhouse; pre-releases
     are passed over."""
-    found = [(v, p) for p in Path(folder).glob("maplibre-gl-*.tgz")
-             if (v := _parse_version(p.name[len("maplibre-gl-"):-len(".tgz")]))]
+    found = [
+        (v, p)
+        for p in Path(folder).glob("maplibre-gl-*.tgz")
+        if (v := _parse_version(p.name[len("maplibre-gl-") : -len(".tgz")]))
+    ]
     return max(found)[1] if found else None
 
 
@@ -210,8 +234,9 @@ def install_tarball(maps_dir: Path, tarball: Path) -> tuple[MapLibre, bool]:
         found = _from_dist(fresh / "dist", "tarball")
         if found is None or found.version != version:
             said = found.version_text if found else "nothing"
-            raise VendorError(f"{tarball}: its package.json says {'.'.join(map(str, version))} "
-                              f"but maplibre-gl.js says {said}")
+            raise VendorError(
+                f"{tarball}: its package.json says {'.'.join(map(str, version))} but maplibre-gl.js says {said}"
+            )
         _swap_in(fresh, target)
     finally:
         shutil.rmtree(fresh, ignore_errors=True)

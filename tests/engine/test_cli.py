@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from appliance.cli_model import model
+from appliance.cli.model import model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,26 +19,47 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_convert_then_run_json(checkpoints, tmp_path):
     runner = CliRunner()
     dst = tmp_path / "converted"
-    r = runner.invoke(model, ["convert", str(checkpoints.hf("qwen3_moe")), str(dst),
-                              "--bits", "4", "--group-size", "64"])
+    r = runner.invoke(
+        model, ["convert", str(checkpoints.hf("qwen3_moe")), str(dst), "--bits", "4", "--group-size", "64"]
+    )
     assert r.exit_code == 0, r.output
     assert "converted qwen3_moe: 2 MoE layers" in r.output
-    r = runner.invoke(model, ["run", str(dst), "--prompt", "The quick brown fox",
-                              "--max-tokens", "8", "--json"])
+    r = runner.invoke(model, ["run", str(dst), "--prompt", "The quick brown fox", "--max-tokens", "8", "--json"])
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert set(out) == {"prompt_tokens", "tokens", "text", "stats"}
     assert out["prompt_tokens"] and 1 <= len(out["tokens"]) <= 8
-    for key in ("prefill_tok_per_s", "decode_tok_per_s", "bytes_read", "cache_hit_rate",
-                "peak_memory_bytes", "peak_rss_bytes", "time_to_first_token_s"):
+    for key in (
+        "prefill_tok_per_s",
+        "decode_tok_per_s",
+        "bytes_read",
+        "cache_hit_rate",
+        "peak_memory_bytes",
+        "peak_rss_bytes",
+        "time_to_first_token_s",
+    ):
         assert key in out["stats"]
     assert out["stats"]["bytes_read"] > 0
 
 
 def test_run_text_with_cache_and_sampling(checkpoints):
-    r = CliRunner().invoke(model, ["run", str(checkpoints.streamed("qwen3_moe")), "--prompt",
-                                   "Water boils", "--max-tokens", "6", "--temp", "0.7",
-                                   "--seed", "1", "--expert-cache-gb", "0.5"])
+    r = CliRunner().invoke(
+        model,
+        [
+            "run",
+            str(checkpoints.streamed("qwen3_moe")),
+            "--prompt",
+            "Water boils",
+            "--max-tokens",
+            "6",
+            "--temp",
+            "0.7",
+            "--seed",
+            "1",
+            "--expert-cache-gb",
+            "0.5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "generated at" in r.stderr and "cache hit rate" in r.stderr
 
@@ -63,24 +84,39 @@ def test_user_errors_are_one_line_without_traceback(checkpoints, tmp_path):
         (["verify", str(broken)], "problem(s) found"),
         (["info", str(checkpoints.mlx("qwen3_moe"))], "manifest.json: not found"),
         (["convert", str(checkpoints.hf("qwen3_moe")), str(broken)], "already exists"),
-        (["run", str(checkpoints.streamed("qwen3_moe")), "--prompt", "hi",
-          "--experts-per-token", "99"], "out of range"),
+        (
+            ["run", str(checkpoints.streamed("qwen3_moe")), "--prompt", "hi", "--experts-per-token", "99"],
+            "out of range",
+        ),
     ]
     for args, message in cases:
         r = runner.invoke(model, args)
         assert r.exit_code == 1, (args, r.output)
         assert message in r.output and "Traceback" not in r.output, (args, r.output)
-    r = runner.invoke(model, ["convert", str(checkpoints.hf("qwen3_moe")), str(tmp_path / "x"),
-                              "--bits", "7"])
+    r = runner.invoke(model, ["convert", str(checkpoints.hf("qwen3_moe")), str(tmp_path / "x"), "--bits", "7"])
     assert r.exit_code == 2 and "'7' is not one of" in r.output
 
 
 def test_real_process(checkpoints):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     p = subprocess.run(
-        [sys.executable, "-m", "appliance.cli_model", "run", str(checkpoints.streamed("gpt_oss")),
-         "--prompt", "An offline library", "--max-tokens", "5", "--json"],
-        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "appliance.cli.model",
+            "run",
+            str(checkpoints.streamed("gpt_oss")),
+            "--prompt",
+            "An offline library",
+            "--max-tokens",
+            "5",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=300,
     )
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)

@@ -43,8 +43,9 @@ def _converted_tensors(path) -> tuple[dict, dict]:
         assert layer["stride"] % 16384 == 0
         for t in layer["tensors"]:
             per_expert = [
-                data[e * layer["stride"] + t["offset"]: e * layer["stride"] + t["offset"] + t["nbytes"]]
-                .view(mf.np_dtype(t["dtype"])).reshape(t["shape"])
+                data[e * layer["stride"] + t["offset"] : e * layer["stride"] + t["offset"] + t["nbytes"]]
+                .view(mf.np_dtype(t["dtype"]))
+                .reshape(t["shape"])
                 for e in range(layer["num_experts"])
             ]
             key = f"{layer['module']}.{t['name']}"
@@ -108,9 +109,7 @@ def test_expert_blobs_are_aligned_and_contiguous(checkpoints):
     m = mf.read_manifest(checkpoints.streamed("qwen3_moe"))
     for layer in m.layers:
         assert layer.stride % mf.ALIGNMENT == 0 and layer.stride >= layer.blob_size
-        assert [t.offset for t in layer.tensors] == list(
-            np.cumsum([0] + [t.nbytes for t in layer.tensors[:-1]])
-        )
+        assert [t.offset for t in layer.tensors] == list(np.cumsum([0] + [t.nbytes for t in layer.tensors[:-1]]))
         names = {t.name.split(".")[0] for t in layer.tensors}
         assert names == {"gate_proj", "up_proj", "down_proj"}
         assert {q["bits"] for q in layer.quantization.values()} == {4}
@@ -120,8 +119,9 @@ def test_conversion_works_layer_by_layer(tmp_path):
     """Peak MLX memory while converting stays near one layer, far below the whole model."""
     import tinymoe
 
-    cfg = dict(tinymoe.CONFIGS["qwen3_moe"], hidden_size=256, moe_intermediate_size=256,
-               num_experts=32, num_hidden_layers=6)
+    cfg = dict(
+        tinymoe.CONFIGS["qwen3_moe"], hidden_size=256, moe_intermediate_size=256, num_experts=32, num_hidden_layers=6
+    )
     saved = tinymoe.CONFIGS["qwen3_moe"]
     tinymoe.CONFIGS["qwen3_moe"] = cfg
     try:

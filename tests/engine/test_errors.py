@@ -67,15 +67,18 @@ def test_sound_checkpoint_verifies(checkpoints):
     assert llm_engine.verify(checkpoints.streamed("qwen3_moe")) == []
 
 
-@pytest.mark.parametrize("change,field", [
-    (lambda m: m["layers"][0]["tensors"][0].__setitem__("shape", [64, 16]), r"layers\[0\]\.tensors\[0\]\.nbytes"),
-    (lambda m: m["layers"][1].__setitem__("num_experts", 8), r"layers\[1\]\.size"),
-    (lambda m: m["layers"][0].pop("crc32"), r"layers\[0\]\.crc32"),
-    (lambda m: m.__setitem__("model_type", "mixtral"), r"model_type"),
-    (lambda m: m.__setitem__("version", 99), r"version"),
-    (lambda m: m["layers"].pop(), r"'layers'"),
-    (lambda m: m["layers"][0].__setitem__("module", "model.layers.0.mlp.experts"), r"'layers'"),
-])
+@pytest.mark.parametrize(
+    "change,field",
+    [
+        (lambda m: m["layers"][0]["tensors"][0].__setitem__("shape", [64, 16]), r"layers\[0\]\.tensors\[0\]\.nbytes"),
+        (lambda m: m["layers"][1].__setitem__("num_experts", 8), r"layers\[1\]\.size"),
+        (lambda m: m["layers"][0].pop("crc32"), r"layers\[0\]\.crc32"),
+        (lambda m: m.__setitem__("model_type", "mixtral"), r"model_type"),
+        (lambda m: m.__setitem__("version", 99), r"version"),
+        (lambda m: m["layers"].pop(), r"'layers'"),
+        (lambda m: m["layers"][0].__setitem__("module", "model.layers.0.mlp.experts"), r"'layers'"),
+    ],
+)
 def test_manifest_that_does_not_match_names_the_field(ckpt, change, field):
     _edit_manifest(ckpt, change)
     with pytest.raises(CheckpointError, match=field):
@@ -87,6 +90,7 @@ def test_manifest_shapes_that_do_not_match_the_model(ckpt):
         for t in m["layers"][0]["tensors"]:
             if t["name"] == "down_proj.weight":
                 t["shape"], t["nbytes"] = [32, 16], t["nbytes"]
+
     _edit_manifest(ckpt, change)
     with pytest.raises(CheckpointError, match=r"layers\[0\]\.tensors\[6\]\.shape"):
         llm_engine.load(ckpt)
@@ -116,11 +120,20 @@ def test_unknown_architecture_is_refused(checkpoints, tmp_path):
 def test_dense_architecture_is_refused(tmp_path, monkeypatch):
     import tinymoe
 
-    monkeypatch.setitem(tinymoe.CONFIGS, "llama", {
-        "model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1,
-        "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "rms_norm_eps": 1e-5, "tie_word_embeddings": False,
-    })
+    monkeypatch.setitem(
+        tinymoe.CONFIGS,
+        "llama",
+        {
+            "model_type": "llama",
+            "hidden_size": 64,
+            "num_hidden_layers": 1,
+            "intermediate_size": 128,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": False,
+        },
+    )
     src = build_hf_checkpoint("llama", tmp_path / "llama")
     with pytest.raises(UnsupportedModelError, match="no mixture-of-experts switch layers"):
         llm_engine.convert(src, tmp_path / "dst", progress=False)

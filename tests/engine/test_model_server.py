@@ -23,8 +23,8 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 import llm_engine
-from llm_engine.prompts import chat_tokens, fallback_prompt
-from llm_engine.stops import StopFilter
+from llm_engine.serve.prompts import chat_tokens, fallback_prompt
+from llm_engine.serve.stops import StopFilter
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_LIMIT = 200
@@ -34,8 +34,7 @@ TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-MESSAGES = [{"role": "system", "content": "Answer briefly."},
-            {"role": "user", "content": "Why does water boil?"}]
+MESSAGES = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Why does water boil?"}]
 LONG = "Water boils"  # greedy, this tiny model writes 1500+ tokens without an EOS
 SHORT_EOS = "Tell me a long story"  # ... and this one stops with an EOS after ~30 tokens
 
@@ -59,8 +58,12 @@ def running(model_dir: Path, *args: str):
     """`almanac model serve DIR --port 0 ARGS` as a process; yields (process, Server)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     p = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli_model", "serve", str(model_dir), "--port", "0",
-         *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        [sys.executable, "-m", "appliance.cli.model", "serve", str(model_dir), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
     )
     try:
         ready, _, _ = select.select([p.stdout], [], [], 120)
@@ -80,12 +83,15 @@ def running(model_dir: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def server(model_dir):
-    with running(model_dir, "--max-prompt-tokens", str(PROMPT_LIMIT),
-                 "--max-tokens-limit", str(TOKENS_LIMIT)) as (p, server):
+    with running(model_dir, "--max-prompt-tokens", str(PROMPT_LIMIT), "--max-tokens-limit", str(TOKENS_LIMIT)) as (
+        p,
+        server,
+    ):
         yield server
         # SIGTERM in the middle of a generation is a clean shutdown.
-        with server.raw_stream("/v1/completions", {"model": model_dir.name, "prompt": LONG,
-                                                   "max_tokens": 1500, "stream": True}):
+        with server.raw_stream(
+            "/v1/completions", {"model": model_dir.name, "prompt": LONG, "max_tokens": 1500, "stream": True}
+        ):
             p.terminate()
             assert p.wait(30) == 0
 
@@ -134,8 +140,9 @@ class Server:
         data = json.dumps(body).encode()
         sock = socket.create_connection(("127.0.0.1", self.port))
         with sock:
-            sock.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
-                         % (path.encode(), len(data), data))
+            sock.sendall(
+                b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (path.encode(), len(data), data)
+            )
             got = b""
             while b"\r\n\r\n" not in got or not got.split(b"\r\n\r\n", 1)[1]:
                 chunk = sock.recv(4096)
@@ -164,6 +171,7 @@ def chat_prompt(engine, messages) -> list[int]:
 
 # --- without a server --------------------------------------------------------------------
 
+
 def test_stop_filter_holds_back_a_stop_string_across_deltas():
     f = StopFilter(["END", "\n\n"])
     assert f.feed("abc E") == ("abc ", False)  # "E" may start "END"
@@ -180,16 +188,17 @@ def test_stop_filter_holds_back_a_stop_string_across_deltas():
 def test_chat_prompt_with_template_and_fallback(checkpoints, model_dir):
     plain = load_tokenizer(checkpoints.streamed("qwen3_moe"))
     assert not plain.has_chat_template
-    assert fallback_prompt(MESSAGES) == (
-        "System: Answer briefly.\n\nUser: Why does water boil?\n\nAssistant:")
+    assert fallback_prompt(MESSAGES) == ("System: Answer briefly.\n\nUser: Why does water boil?\n\nAssistant:")
     assert chat_tokens(plain, MESSAGES) == plain.encode(fallback_prompt(MESSAGES))
     templated = load_tokenizer(model_dir)
     assert templated.decode(chat_tokens(templated, MESSAGES)) == (
         "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWhy does water boil?"
-        "<|im_end|>\n<|im_start|>assistant\n")
+        "<|im_end|>\n<|im_start|>assistant\n"
+    )
 
 
 # --- the server ---------------------------------------------------------------------------
+
 
 def test_info_endpoints(server, model_dir):
     status, models = server.request("GET", "/v1/models")
@@ -210,12 +219,15 @@ def test_openai_chat_equals_engine_whole_and_streamed(server, engine, model_dir)
     assert out["object"] == "chat.completion"
     assert out["choices"][0]["message"] == {"role": "assistant", "content": ref.text}
     assert out["choices"][0]["finish_reason"] == finish(ref, 12)
-    assert out["usage"] == {"prompt_tokens": len(ref.prompt_tokens),
-                            "completion_tokens": len(ref.tokens),
-                            "total_tokens": len(ref.prompt_tokens) + len(ref.tokens)}
-    chunks = server.sse("/v1/chat/completions",
-                        {**body, "max_completion_tokens": 12, "max_tokens": 3,
-                         "stream_options": {"include_usage": True}})
+    assert out["usage"] == {
+        "prompt_tokens": len(ref.prompt_tokens),
+        "completion_tokens": len(ref.tokens),
+        "total_tokens": len(ref.prompt_tokens) + len(ref.tokens),
+    }
+    chunks = server.sse(
+        "/v1/chat/completions",
+        {**body, "max_completion_tokens": 12, "max_tokens": 3, "stream_options": {"include_usage": True}},
+    )
     assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == ref.text
@@ -242,8 +254,7 @@ def test_openai_completion_equals_engine(server, engine, model_dir):
 
 def test_ollama_generate_equals_engine(server, engine, model_dir):
     ref = reference(engine, LONG, 10)
-    body = {"model": model_dir.name, "prompt": LONG, "raw": True,
-            "options": {"temperature": 0, "num_predict": 10}}
+    body = {"model": model_dir.name, "prompt": LONG, "raw": True, "options": {"temperature": 0, "num_predict": 10}}
     lines = server.ndjson("/api/generate", body)  # streaming is Ollama's default
     assert all(not x["done"] for x in lines[:-1]) and lines[-1]["done"]
     assert "".join(x["response"] for x in lines) == ref.text
@@ -256,16 +267,14 @@ def test_ollama_generate_equals_engine(server, engine, model_dir):
     # Not raw: the prompt goes through the chat template as one user message.
     msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": LONG}]
     ref = reference(engine, chat_prompt(engine, msgs), 10)
-    templated = server.post("/api/generate", {**body, "raw": False, "system": "Be brief.",
-                                              "stream": False})
+    templated = server.post("/api/generate", {**body, "raw": False, "system": "Be brief.", "stream": False})
     assert templated["response"] == ref.text
     assert templated["prompt_eval_count"] == len(ref.prompt_tokens)
 
 
 def test_ollama_chat_equals_engine(server, engine, model_dir):
     ref = reference(engine, chat_prompt(engine, MESSAGES), 8)
-    body = {"model": model_dir.name + ":latest", "messages": MESSAGES,
-            "options": {"temperature": 0, "num_predict": 8}}
+    body = {"model": model_dir.name + ":latest", "messages": MESSAGES, "options": {"temperature": 0, "num_predict": 8}}
     lines = server.ndjson("/api/chat", body)
     assert "".join(x["message"]["content"] for x in lines) == ref.text
     assert lines[-1]["done"] and lines[-1]["eval_count"] == len(ref.tokens)
@@ -284,15 +293,23 @@ def test_stop_strings(server, engine, model_dir):
     stop = next(a[-1] + b[0] for a, b in zip(pieces, pieces[1:]) if full.find(a[-1] + b[0]) > 0)
     expected = full[: full.find(stop)]
     assert stop not in expected
-    openai = {"model": model_dir.name, "prompt": LONG, "max_tokens": 40, "temperature": 0,
-              "stop": [stop, "never appears \u2603"]}
+    openai = {
+        "model": model_dir.name,
+        "prompt": LONG,
+        "max_tokens": 40,
+        "temperature": 0,
+        "stop": [stop, "never appears \u2603"],
+    }
     out = server.post("/v1/completions", openai)
-    assert out["choices"][0] == {"index": 0, "text": expected, "logprobs": None,
-                                 "finish_reason": "stop"}
+    assert out["choices"][0] == {"index": 0, "text": expected, "logprobs": None, "finish_reason": "stop"}
     chunks = server.sse("/v1/completions", openai)
     assert "".join(c["choices"][0]["text"] for c in chunks) == expected
-    ollama = {"model": model_dir.name, "prompt": LONG, "raw": True,
-              "options": {"temperature": 0, "num_predict": 40, "stop": [stop]}}
+    ollama = {
+        "model": model_dir.name,
+        "prompt": LONG,
+        "raw": True,
+        "options": {"temperature": 0, "num_predict": 40, "stop": [stop]},
+    }
     lines = server.ndjson("/api/generate", ollama)
     assert "".join(x["response"] for x in lines) == expected
     assert lines[-1]["done_reason"] == "stop" and lines[-1]["eval_count"] < 40
@@ -304,9 +321,15 @@ def test_two_concurrent_requests(server, engine, model_dir):
     results: dict = {}
 
     def ask(i: int) -> None:
-        results[i] = server.post("/v1/completions", {
-            "model": model_dir.name, "prompt": prompts[i], "max_tokens": 24, "temperature": 0,
-        })["choices"][0]["text"]
+        results[i] = server.post(
+            "/v1/completions",
+            {
+                "model": model_dir.name,
+                "prompt": prompts[i],
+                "max_tokens": 24,
+                "temperature": 0,
+            },
+        )["choices"][0]["text"]
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
     for t in threads:
@@ -328,14 +351,12 @@ def _wait_for(server: Server, pred, timeout: float = 30.0) -> dict:
 
 def test_clients_that_disconnect_stop_their_generation(server, engine, model_dir):
     before = server.health()
-    long_stream = {"model": model_dir.name, "prompt": LONG, "max_tokens": 1500,
-                   "temperature": 0, "stream": True}
+    long_stream = {"model": model_dir.name, "prompt": LONG, "max_tokens": 1500, "temperature": 0, "stream": True}
     with server.raw_stream("/v1/completions", long_stream):
         # A second client queued behind it, gone before its turn.
         waiting = socket.create_connection(("127.0.0.1", server.port))
         data = json.dumps(long_stream).encode()
-        waiting.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
-                        b"\r\n\r\n%s" % (len(data), data))
+        waiting.sendall(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(data), data))
         _wait_for(server, lambda h: h["queued"] == 1)
         waiting.close()
     # Both are cancelled (the running one at its next token, the queued one skipped), and
@@ -343,8 +364,9 @@ def test_clients_that_disconnect_stop_their_generation(server, engine, model_dir
     h = _wait_for(server, lambda h: h["cancelled"] == before["cancelled"] + 2 and not h["busy"])
     assert h["served"] == before["served"] and h["queued"] == 0
     ref = reference(engine, SHORT_EOS, 16)
-    out = server.post("/v1/completions", {"model": model_dir.name, "prompt": SHORT_EOS,
-                                          "max_tokens": 16, "temperature": 0})
+    out = server.post(
+        "/v1/completions", {"model": model_dir.name, "prompt": SHORT_EOS, "max_tokens": 16, "temperature": 0}
+    )
     assert out["choices"][0]["text"] == ref.text
 
 
@@ -357,10 +379,8 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, model
         ("/v1/chat/completions", b"{not json", 400, None),
         ("/v1/chat/completions", b"[1, 2]", 400, None),
         ("/v1/chat/completions", {"model": name}, 400, "messages"),
-        ("/v1/chat/completions", {**chat, "messages": [{"role": "robot", "content": "x"}]}, 400,
-         "messages[0].role"),
-        ("/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": 5}]}, 400,
-         "messages[0].content"),
+        ("/v1/chat/completions", {**chat, "messages": [{"role": "robot", "content": "x"}]}, 400, "messages[0].role"),
+        ("/v1/chat/completions", {**chat, "messages": [{"role": "user", "content": 5}]}, 400, "messages[0].content"),
         ("/v1/chat/completions", {**chat, "model": "gpt-4"}, 404, "model"),
         ("/v1/chat/completions", {**chat, "max_tokens": 0}, 400, "max_tokens"),
         ("/v1/chat/completions", {**chat, "max_tokens": TOKENS_LIMIT + 1}, 400, "max_tokens"),
@@ -374,8 +394,9 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, model
         ("/v1/completions", {"model": name, "prompt": long_prompt, "stream": True}, 400, None),
     ]
     for path, body, status, param in openai_cases:
-        got, out = server.request("POST", path, raw=body if isinstance(body, bytes) else None,
-                                  body=None if isinstance(body, bytes) else body)
+        got, out = server.request(
+            "POST", path, raw=body if isinstance(body, bytes) else None, body=None if isinstance(body, bytes) else body
+        )
         assert got == status, (body, out)
         assert isinstance(out["error"]["message"], str) and out["error"]["message"], out
         assert out["error"]["param"] == param, (body, out)
@@ -393,8 +414,9 @@ def test_bad_requests_get_json_errors_and_the_server_keeps_serving(server, model
         ("/api/generate", {"model": name, "prompt": "hi", "images": ["aGk="]}, 400),
     ]
     for path, body, status in ollama_cases:
-        got, out = server.request("POST", path, raw=body if isinstance(body, bytes) else None,
-                                  body=None if isinstance(body, bytes) else body)
+        got, out = server.request(
+            "POST", path, raw=body if isinstance(body, bytes) else None, body=None if isinstance(body, bytes) else body
+        )
         assert got == status and isinstance(out["error"], str) and out["error"], (body, out)
 
     assert server.request("GET", "/v1/chat/completions")[0] == 405
@@ -412,12 +434,12 @@ def test_the_real_openai_client(server, engine, model_dir):
     client = openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0)
     assert [m.id for m in client.models.list()] == [model_dir.name]
     ref = reference(engine, chat_prompt(engine, MESSAGES), 8)
-    r = client.chat.completions.create(model=model_dir.name, messages=MESSAGES, max_tokens=8,
-                                       temperature=0)
+    r = client.chat.completions.create(model=model_dir.name, messages=MESSAGES, max_tokens=8, temperature=0)
     assert r.choices[0].message.content == ref.text
     assert r.usage.completion_tokens == len(ref.tokens)
-    stream = client.chat.completions.create(model=model_dir.name, messages=MESSAGES,
-                                            max_tokens=8, temperature=0, stream=True)
+    stream = client.chat.completions.create(
+        model=model_dir.name, messages=MESSAGES, max_tokens=8, temperature=0, stream=True
+    )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == ref.text
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -437,8 +459,7 @@ def test_the_real_ollama_client(server, engine, model_dir):
     parts = client.chat(model=model_dir.name, messages=MESSAGES, options=options, stream=True)
     assert "".join(p.message.content for p in parts) == ref.text
     ref = reference(engine, LONG, 6)
-    g = client.generate(model=model_dir.name, prompt=LONG, raw=True,
-                        options={"temperature": 0, "num_predict": 6})
+    g = client.generate(model=model_dir.name, prompt=LONG, raw=True, options={"temperature": 0, "num_predict": 6})
     assert g.response == ref.text and g.done_reason == "length"
     with pytest.raises(ollama.ResponseError) as e:
         client.chat(model="llama3", messages=MESSAGES)

@@ -69,8 +69,9 @@ def test_logits_and_tokens_match_resident_mlx_lm(checkpoints, arch):
             for name, engine in engines.items():
                 got_tokens, got_logits = _greedy_with_logits(engine.model, prompt, NEW_TOKENS)
                 assert got_tokens == want_tokens, (arch, length, name)
-                np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=1e-4,
-                                           err_msg=f"{arch} prompt={length} cache={name}")
+                np.testing.assert_allclose(
+                    got_logits, want_logits, rtol=0, atol=1e-4, err_msg=f"{arch} prompt={length} cache={name}"
+                )
         # The cache settings really behave differently.
         off, small, large = (engines[n].io for n in ("off", "small", "large"))
         assert off.cache_hits == 0 and off.cache_misses > 0

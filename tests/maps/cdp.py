@@ -1,5 +1,6 @@
 """Headless Chromium driven over the DevTools protocol: open a page, watch every request, wait for a
 condition, screenshot, and measure the screenshot's colours inside the browser (no imaging library)."""
+
 from __future__ import annotations
 
 import base64
@@ -12,12 +13,24 @@ import time
 import urllib.request
 from pathlib import Path
 
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--no-default-browser-check",
-         "--disable-extensions", "--disable-default-apps", "--metrics-recording-only", "--mute-audio",
-         "--enable-unsafe-swiftshader", "--window-size=1024,768",
-         # Belt and braces for the sandbox: names other than loopback do not resolve at all.
-         "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-default-apps",
+    "--metrics-recording-only",
+    "--mute-audio",
+    "--enable-unsafe-swiftshader",
+    "--window-size=1024,768",
+    # Belt and braces for the sandbox: names other than loopback do not resolve at all.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost",
+]
 
 
 def chromium_path() -> str | None:
@@ -34,9 +47,12 @@ class Browser:
 
         self.profile = Path(tempfile.mkdtemp(prefix="almanac-chromium-"))
         # TMPDIR inside the profile: Chromium's own scratch files go away with it.
-        self.proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0",
-                                      "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, "TMPDIR": str(self.profile)})
+        self.proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={self.profile}", "--remote-debugging-port=0", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": str(self.profile)},
+        )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + 30
         while not (port_file.exists() and port_file.read_text().strip()):
@@ -119,8 +135,8 @@ class Browser:
         than the most common one, measured by drawing the screenshot on a 2D canvas inside the page."""
         data_url = "data:image/png;base64," + base64.b64encode(png).decode()
         script = """(async () => {
-          const img = new Image(); img.src = %s; await img.decode();
-          const b = %s, c = document.createElement('canvas'); c.width = b.width; c.height = b.height;
+          const img = new Image(); img.src = IMAGE_URL; await img.decode();
+          const b = BOX, c = document.createElement('canvas'); c.width = b.width; c.height = b.height;
           const g = c.getContext('2d'); g.drawImage(img, -b.x, -b.y);
           const px = g.getImageData(0, 0, b.width, b.height).data, counts = new Map();
           for (let i = 0; i < px.length; i += 4) {
@@ -130,7 +146,7 @@ class Browser:
           const total = px.length / 4, top = Math.max(...counts.values());
           const big = [...counts.values()].filter(n => n > total * 0.002).length;
           return {colours: counts.size, colours_over_0_2pct: big, not_dominant: 1 - top / total};
-        })()""" % (json.dumps(data_url), json.dumps(box))
+        })()""".replace("BOX", json.dumps(box)).replace("IMAGE_URL", json.dumps(data_url))  # no underscore in base64
         return self.evaluate(script, await_promise=True)
 
     def close(self) -> None:

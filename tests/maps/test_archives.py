@@ -1,4 +1,5 @@
 """Tile archives read in place: every tile equals what the reference PMTiles reader returns."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,7 +13,7 @@ from content.maps.pmtiles_archive import PMTilesArchive
 from content.maps.registry import MapRegistry
 from content.maps.tiles import ArchiveError, describe, open_archive, schema
 
-from .conftest import ARCHIVES, shared_map
+from .maps_testing import ARCHIVES, shared_map
 
 
 @pytest.mark.parametrize("key", list(ARCHIVES))

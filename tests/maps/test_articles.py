@@ -1,13 +1,18 @@
 """Articles on the map, on a ZIM built here with coordinates in its pages."""
+
 from __future__ import annotations
 
 import pytest
 
 from content.maps.geoindex import find_coordinates
 
+
 def test_find_coordinates_formats():
     assert find_coordinates('<span class="geo">60.17; 24.94</span>') == (60.17, 24.94)
-    assert find_coordinates('<span class="latitude">-33.86</span> <span class="longitude">151.2</span>') == (-33.86, 151.2)
+    assert find_coordinates('<span class="latitude">-33.86</span> <span class="longitude">151.2</span>') == (
+        -33.86,
+        151.2,
+    )
     assert find_coordinates('<meta name="geo.position" content="48.137;11.575">') == (48.137, 11.575)
     assert find_coordinates('<span class="geo">95; 10</span>') is None
     assert find_coordinates("<p>no place</p>") is None
@@ -20,10 +25,13 @@ def test_nearby_articles(maps_client, geo_book):
     assert rows[0]["book"] == "north" and rows[0]["distance_km"] < 1
     page = maps_client.get(f"/content/north/{rows[0]['path']}")
     assert page.status_code == 200 and b"Capital of Finland" in page.data
-    assert [r["title"] for r in maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=20").get_json()] \
-        == ["Helsinki", "Espoo"]
-    assert maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=100&limit=1").get_json()[0]["title"] \
-        == "Helsinki"
+    assert [r["title"] for r in maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=20").get_json()] == [
+        "Helsinki",
+        "Espoo",
+    ]
+    assert (
+        maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=100&limit=1").get_json()[0]["title"] == "Helsinki"
+    )
     far = maps_client.get("/maps/nearby?lat=-33.87&lon=151.2&radius_km=5").get_json()
     assert [r["title"] for r in far] == ["Sydney"]
     assert maps_client.get("/maps/nearby?lat=0&lon=0&radius_km=50").get_json() == []
@@ -42,7 +50,7 @@ def test_removed_book_leaves_the_map(maps_app, maps_client, geo_book):
     assert maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=5").get_json()
     maps_app.extensions["almanac"].library.remove("north")
     geo_book.unlink()
-    maps_app.extensions["almanac_maps"]._geo_synced = -1e9  # as if the sync interval had passed
+    maps_app.extensions["almanac"].maps._geo_synced = -1e9  # as if the sync interval had passed
     assert maps_client.get("/maps/nearby?lat=60.17&lon=24.94&radius_km=5").get_json() == []
 
 

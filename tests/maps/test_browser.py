@@ -1,19 +1,22 @@
 """A person's view: headless Chromium opens /maps on a real server with the offline world basemap, waits for
 MapLibre's idle event, and we check the picture and that nothing was fetched from anywhere but this box."""
+
 from __future__ import annotations
 
 import pytest
 
 from .cdp import Browser
-from .conftest import install_built, wheelhouse_tarball
+from .maps_testing import install_built, wheelhouse_tarball
 
 pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
 
 
 def _map_box(b: Browser) -> dict:
-    return b.evaluate("(() => { const r = document.getElementById('map').getBoundingClientRect();"
-                      " return {x: Math.round(r.x), y: Math.round(r.y), width: Math.round(r.width),"
-                      " height: Math.round(r.height)}; })()")
+    return b.evaluate(
+        "(() => { const r = document.getElementById('map').getBoundingClientRect();"
+        " return {x: Math.round(r.x), y: Math.round(r.y), width: Math.round(r.width),"
+        " height: Math.round(r.height)}; })()"
+    )
 
 
 def _outside(b: Browser, live_server: str) -> list[str]:
@@ -35,8 +38,10 @@ RENDERED_LABELS = """(() => {
 
 def test_place_names_are_drawn_with_the_maplibre_from_the_tarball(built_maps, data_dir, live_server, browser):
     if wheelhouse_tarball() is None:
-        pytest.skip("no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE, so only the PyPI MapLibre 5.3 (no labels) is here; "
-                    "tests/run.sh adds the tarball with `npm pack` when npm is present")
+        pytest.skip(
+            "no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE, so only the PyPI MapLibre 5.3 (no labels) is here; "
+            "tests/run.sh adds the tarball with `npm pack` when npm is present"
+        )
     install_built(built_maps, data_dir)
     b = browser
     b.watch_everything()
@@ -60,8 +65,9 @@ def test_place_names_are_drawn_with_the_maplibre_from_the_tarball(built_maps, da
     assert b.console_errors() == []
 
 
-def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, geo_book, live_server, browser,
-                                                          tmp_path):
+def test_world_map_renders_offline_and_search_flies_there(
+    built_maps, data_dir, geo_book, live_server, browser, tmp_path
+):
     install_built(built_maps, data_dir)
     b = browser
     b.watch_everything()
@@ -81,20 +87,28 @@ def test_world_map_renders_offline_and_search_flies_there(built_maps, data_dir, 
     assert b.console_errors() == []
 
     # Search a town with its local spelling, pick the first answer, and the map flies there.
-    b.evaluate("window.almanacMapIdle = false;"
-               "document.getElementById('maps-q').value = 'munchen';"
-               "document.getElementById('maps-search').requestSubmit();")
-    assert b.wait_for("(() => { const c = window.almanacMap.getCenter();"
-                      " return Math.abs(c.lat - 48.137) < 0.05 && Math.abs(c.lng - 11.575) < 0.05"
-                      " && window.almanacMap.getZoom() > 8; })()", 30)
+    b.evaluate(
+        "window.almanacMapIdle = false;"
+        "document.getElementById('maps-q').value = 'munchen';"
+        "document.getElementById('maps-search').requestSubmit();"
+    )
+    assert b.wait_for(
+        "(() => { const c = window.almanacMap.getCenter();"
+        " return Math.abs(c.lat - 48.137) < 0.05 && Math.abs(c.lng - 11.575) < 0.05"
+        " && window.almanacMap.getZoom() > 8; })()",
+        30,
+    )
     assert b.wait_for("window.almanacMapIdle === true", 30)
     assert b.evaluate("document.querySelectorAll('.maplibregl-marker').length") >= 1
     assert _outside(b, live_server) == []
 
     # Articles on the map: near Helsinki the test book's articles show as markers.
     b.call("Page.navigate", url=f"{live_server}/maps?lat=60.17&lon=24.94&z=9")
-    assert b.wait_for("!!window.almanacMap && window.almanacMap.getLayer('articles') !== undefined"
-                      " && window.almanacMap.querySourceFeatures('articles').length >= 2", 30), b.console_errors()
+    assert b.wait_for(
+        "!!window.almanacMap && window.almanacMap.getLayer('articles') !== undefined"
+        " && window.almanacMap.querySourceFeatures('articles').length >= 2",
+        30,
+    ), b.console_errors()
     titles = b.evaluate("window.almanacMap.querySourceFeatures('articles').map(f => f.properties.title).sort()")
     assert {"Helsinki", "Espoo"} <= set(titles)
 
@@ -115,11 +129,21 @@ def test_a_region_cut_from_a_local_planet_file_shows_streets(built_maps, data_di
     region's roads and buildings are drawn, with the world basemap still underneath."""
     from almanac_testing import almanac
 
-    from .conftest import shared_map
+    from .maps_testing import shared_map
 
     install_built(built_maps, data_dir)
-    added = almanac("maps", "add-region", "--bbox", "24.90,60.15,24.98,60.18", "--maxzoom", "14", "--source",
-                    str(shared_map("openmaptiles")), "--name", "helsinki")
+    added = almanac(
+        "maps",
+        "add-region",
+        "--bbox",
+        "24.90,60.15,24.98,60.18",
+        "--maxzoom",
+        "14",
+        "--source",
+        str(shared_map("openmaptiles")),
+        "--name",
+        "helsinki",
+    )
     assert added.returncode == 0, added.stderr
     assert "MB to fetch" in added.stdout
     b = browser

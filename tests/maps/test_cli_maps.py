@@ -1,4 +1,5 @@
 """`almanac maps ...` as a user runs it."""
+
 from __future__ import annotations
 
 import json
@@ -6,7 +7,7 @@ import shutil
 
 from almanac_testing import almanac
 
-from .conftest import shared_map
+from .maps_testing import shared_map
 
 
 def test_add_list_remove(data_dir):
@@ -29,7 +30,7 @@ def test_add_list_remove(data_dir):
 
 
 def test_init_is_idempotent(built_maps, data_dir):
-    from .conftest import install_built
+    from .maps_testing import install_built
 
     install_built(built_maps, data_dir)
     proc = almanac("maps", "init", "--no-npm")
@@ -64,7 +65,7 @@ def test_built_basemap_has_land_borders_and_cities(built_maps):
 def test_init_unpacks_the_newest_tarball_of_a_folder_and_refuses_a_bad_one(built_maps, data_dir, tmp_path):
     from content.maps import vendor
 
-    from .conftest import install_built
+    from .maps_testing import install_built
     from .test_vendor import make_tarball
 
     install_built(built_maps, data_dir)
@@ -74,8 +75,10 @@ def test_init_unpacks_the_newest_tarball_of_a_folder_and_refuses_a_bad_one(built
     old = make_tarball(tmp_path / "maplibre-gl-5.3.0.tgz", version="5.3.0")
     refused = almanac("maps", "init", "--no-npm", "--maplibre-tarball", str(old))
     assert refused.returncode == 1
-    assert refused.stderr.strip() == f"Error: map viewer: {old}: maplibre-gl 5.3.0 is too old; labels need " \
-                                     f">= 5.11.0 ({vendor.NPM_SPEC})"
+    assert (
+        refused.stderr.strip() == f"Error: map viewer: {old}: maplibre-gl 5.3.0 is too old; labels need "
+        f">= 5.11.0 ({vendor.NPM_SPEC})"
+    )
     assert "MapLibre GL JS 5.3.0 from pypi (too old for labels" in refused.stdout  # the viewer still works
 
     wheelhouse = tmp_path / "wheelhouse"

@@ -1,5 +1,6 @@
 """The map endpoints on the shared archives: tiles byte for byte, errors, caching, TileJSON, styles, whole
 archives with Range, place search with diacritics."""
+
 from __future__ import annotations
 
 import gzip
@@ -8,9 +9,10 @@ import json
 import pytest
 from pmtiles.reader import MmapSource, all_tiles
 
+from almanac_testing import almanac
 from content.maps.registry import MapRegistry
 
-from .conftest import ARCHIVES, install_built, shared_map
+from .maps_testing import ARCHIVES, install_built, shared_map
 
 
 @pytest.fixture
@@ -55,16 +57,19 @@ def test_raster_tiles_and_caching(maps_client, served):
     assert again.status_code == 304 and again.data == b""
 
 
-@pytest.mark.parametrize("path,status", [
-    ("/maps/tiles/{w}/2/4/0.pbf", 400),      # x beyond 2^z
-    ("/maps/tiles/{w}/2/0/-1.pbf", 400),
-    ("/maps/tiles/{w}/z/0/0.pbf", 400),
-    ("/maps/tiles/{w}/1/0/0.5.pbf", 400),
-    ("/maps/tiles/{w}/31/0/0.pbf", 400),
-    ("/maps/tiles/{w}/5/0/0.pbf", 404),      # past the archive's max zoom 4
-    ("/maps/tiles/{w}/0/0/0.png", 404),      # wrong format for a vector archive
-    ("/maps/tiles/nosuchmap/0/0/0.pbf", 404),
-])
+@pytest.mark.parametrize(
+    "path,status",
+    [
+        ("/maps/tiles/{w}/2/4/0.pbf", 400),  # x beyond 2^z
+        ("/maps/tiles/{w}/2/0/-1.pbf", 400),
+        ("/maps/tiles/{w}/z/0/0.pbf", 400),
+        ("/maps/tiles/{w}/1/0/0.5.pbf", 400),
+        ("/maps/tiles/{w}/31/0/0.pbf", 400),
+        ("/maps/tiles/{w}/5/0/0.pbf", 404),  # past the archive's max zoom 4
+        ("/maps/tiles/{w}/0/0/0.png", 404),  # wrong format for a vector archive
+        ("/maps/tiles/nosuchmap/0/0/0.pbf", 404),
+    ],
+)
 def test_bad_tile_requests(maps_client, served, path, status):
     r = maps_client.get(path.format(w=served["protomaps"]) + "?format=json")
     assert r.status_code == status
@@ -120,8 +125,9 @@ def test_styles_for_each_schema(maps_client, served, monkeypatch):
     layer_ids = [layer["id"] for layer in composite["layers"]]
     assert len(layer_ids) == len(set(layer_ids))
     # Drawing order: all earth first, all labels last, whichever archive they come from.
-    first_label = min(i for i, layer in enumerate(composite["layers"])
-                      if layer["metadata"]["almanac:group"] == "labels")
+    first_label = min(
+        i for i, layer in enumerate(composite["layers"]) if layer["metadata"]["almanac:group"] == "labels"
+    )
     last_fill = max(i for i, layer in enumerate(composite["layers"]) if layer["type"] == "fill")
     assert last_fill < first_label
     for layer in composite["layers"]:
@@ -167,20 +173,23 @@ def with_places(maps_app, data_dir, built_maps):
     install_built(built_maps, data_dir)
 
 
-@pytest.mark.parametrize("query,name,country", [
-    ("munchen", "Munich", "DE"),
-    ("München", "Munich", "DE"),
-    ("MUNCHEN", "Munich", "DE"),
-    ("sao paulo", "São Paulo", "BR"),
-    ("São Paulo", "São Paulo", "BR"),
-    ("zurich", "Zürich", "CH"),
-    ("reykjavik", "Reykjavík", "IS"),
-    ("malmo", "Malmö", "SE"),
-    ("kobenhavn", "Copenhagen", "DK"),
-    ("paris", "Paris", "FR"),
-    ("helsinki", "Helsinki", "FI"),
-    ("new york", "New York City", "US"),
-])
+@pytest.mark.parametrize(
+    "query,name,country",
+    [
+        ("munchen", "Munich", "DE"),
+        ("München", "Munich", "DE"),
+        ("MUNCHEN", "Munich", "DE"),
+        ("sao paulo", "São Paulo", "BR"),
+        ("São Paulo", "São Paulo", "BR"),
+        ("zurich", "Zürich", "CH"),
+        ("reykjavik", "Reykjavík", "IS"),
+        ("malmo", "Malmö", "SE"),
+        ("kobenhavn", "Copenhagen", "DK"),
+        ("paris", "Paris", "FR"),
+        ("helsinki", "Helsinki", "FI"),
+        ("new york", "New York City", "US"),
+    ],
+)
 def test_place_search(maps_client, with_places, query, name, country):
     rows = maps_client.get("/maps/search", query_string={"q": query}).get_json()
     assert rows[0]["name"] == name and rows[0]["country"] == country, rows[:3]
@@ -226,11 +235,10 @@ def test_fast_path_answers_like_the_view(maps_app, maps_client, served):
     """Tiles usually skip Flask (TileFastPath); the Flask view behind it must give the same answer."""
     from werkzeug.test import Client
 
-    from appliance.maps import TileFastPath
+    from appliance.web.tile_fast_path import TileFastPath
 
     name = served["protomaps10m"]
-    maps_client.get("/maps/style.json")  # the first maps request installs the fast path
-    assert isinstance(maps_app.wsgi_app, TileFastPath)
+    assert isinstance(maps_app.wsgi_app, TileFastPath)  # the app factory puts it in front of Flask
     flask_only = Client(maps_app.wsgi_app.wsgi_app)
     (z, x, y), stored = max(_tiles("protomaps10m"), key=lambda t: len(t[1]))
     url = f"/maps/tiles/{name}/{z}/{x}/{y}.pbf"
@@ -256,3 +264,15 @@ def test_mbtiles_served_directly(maps_client, data_dir, tmp_path):
     assert r.status_code == 200 and r.data == stored and r.headers["Content-Encoding"] == "gzip"
     assert maps_client.get("/maps/tiles/helsinki.json").get_json()["maxzoom"] == 14
     assert maps_client.get("/maps/archives/helsinki.mbtiles").data == mb.read_bytes()
+
+
+def test_an_mbtiles_archive_counts_as_an_installed_map(maps_client, data_dir):
+    from pmtiles.convert import pmtiles_to_mbtiles
+
+    pmtiles_to_mbtiles(str(shared_map("openmaptiles")), str(data_dir / "maps" / "helsinki.mbtiles"))
+    assert maps_client.get("/healthz").get_json()["installed"]["maps"] == 1
+    card = next(c for c in maps_client.get("/?format=json").get_json()["cards"] if c["id"] == "maps")
+    assert card["count"] == 1 and card["url"] == "/maps"
+    status = almanac("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["maps"] == ["helsinki.mbtiles"]

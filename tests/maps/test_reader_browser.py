@@ -1,5 +1,6 @@
 """The reader in a real browser: toolbar over an article, contents, dark mode, autocomplete, and the
 "view on map" button for an article with coordinates."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,22 @@ pytest.importorskip("websocket", reason="websocket-client (dev dependency) drive
 
 def _open(b: Browser, url: str) -> None:
     b.call("Page.navigate", url=url)
-    assert b.wait_for("(() => { try { const d = document.getElementById('page').contentDocument;"
-                      " return d && d.readyState === 'complete' && d.location.pathname.startsWith('/content/'); }"
-                      " catch (e) { return false; } })()", 30), b.console_errors()
+    assert b.wait_for(
+        "(() => { try { const d = document.getElementById('page').contentDocument;"
+        " return d && d.readyState === 'complete' && d.location.pathname.startsWith('/content/'); }"
+        " catch (e) { return false; } })()",
+        30,
+    ), b.console_errors()
 
 
 def test_reader_toolbar_on_an_article(geo_book, live_server, browser):
     from libzim.reader import Archive
 
-    helsinki = next(Archive(str(geo_book))._get_entry_by_id(i) for i in range(50)
-                    if Archive(str(geo_book))._get_entry_by_id(i).title == "Helsinki")
+    helsinki = next(
+        Archive(str(geo_book))._get_entry_by_id(i)
+        for i in range(50)
+        if Archive(str(geo_book))._get_entry_by_id(i).title == "Helsinki"
+    )
     b = browser
     b.watch_everything()
     _open(b, f"{live_server}/viewer#north/{helsinki.path}")
@@ -38,14 +45,14 @@ def test_reader_toolbar_on_an_article(geo_book, live_server, browser):
     assert b.wait_for("!!document.getElementById('page').contentDocument.getElementById('almanac-dark')", 10)
     b.evaluate("localStorage.removeItem('almanac-dark')")
     # Autocomplete lists titles from /suggest.
-    b.evaluate("const i = document.getElementById('find-input'); i.value = 'Tal';"
-               " i.dispatchEvent(new Event('input'));")
+    b.evaluate("const i = document.getElementById('find-input'); i.value = 'Tal'; i.dispatchEvent(new Event('input'));")
     assert b.wait_for("document.querySelectorAll('#suggestions li').length > 0", 10)
     assert "Tallinn" in b.evaluate("document.getElementById('suggestions').textContent")
     # The hash follows navigation inside the frame.
     b.evaluate("document.getElementById('page').contentWindow.location.assign('/content/north/index')")
     assert b.wait_for("location.hash === '#north/index'", 10)
     assert b.wait_for("document.getElementById('onmap').hidden", 10)
-    assert all(u.startswith(live_server) or u.startswith(("data:", "about:")) for u in b.requested_urls()), \
-        json.dumps(b.requested_urls())
+    assert all(u.startswith(live_server) or u.startswith(("data:", "about:")) for u in b.requested_urls()), json.dumps(
+        b.requested_urls()
+    )
     assert b.console_errors() == []

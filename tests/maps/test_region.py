@@ -1,4 +1,5 @@
 """Region extraction from a 'planet' archive (the shared 10m world), locally and over HTTP Range, resumable."""
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,7 @@ from content.maps import region
 from content.maps.pmtiles_archive import PMTilesArchive
 from almanac_testing import almanac
 
-from .conftest import shared_map
+from .maps_testing import shared_map
 
 FINLAND = (20.6, 59.8, 31.6, 70.1)
 
@@ -20,8 +21,9 @@ def _expected(bbox, maxzoom):
 
 
 def test_extract_copies_exactly_the_tiles_in_the_box(tmp_path):
-    out = region.extract(region.Source(str(shared_map("protomaps10m"))), tmp_path / "fi.pmtiles", FINLAND, 5,
-                         log=lambda m: None)
+    out = region.extract(
+        region.Source(str(shared_map("protomaps10m"))), tmp_path / "fi.pmtiles", FINLAND, 5, log=lambda m: None
+    )
     got = PMTilesArchive(out)
     expected = _expected(FINLAND, 5)
     with open(out, "rb") as f:
@@ -62,8 +64,19 @@ def test_add_region_over_http_range_from_a_live_server(data_dir, live_server):
     """The remote path: the 'planet' is served by another Almanac's /maps/archives endpoint (HTTP Range)."""
     assert almanac("maps", "add", str(shared_map("protomaps10m")), "--name", "planet").returncode == 0
     url = f"{live_server}/maps/archives/planet.pmtiles"
-    dry = almanac("maps", "add-region", "--bbox", "24.5,60.0,25.5,60.5", "--maxzoom", "6", "--source", url,
-                  "--name", "helsinki", "--dry-run")
+    dry = almanac(
+        "maps",
+        "add-region",
+        "--bbox",
+        "24.5,60.0,25.5,60.5",
+        "--maxzoom",
+        "6",
+        "--source",
+        url,
+        "--name",
+        "helsinki",
+        "--dry-run",
+    )
     assert dry.returncode == 0, dry.stderr
     assert "tiles," in dry.stdout and "MB to fetch" in dry.stdout
     proc = almanac("maps", "add-region", "--country", "FI", "--maxzoom", "4", "--source", url)

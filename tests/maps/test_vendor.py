@@ -1,5 +1,6 @@
 """MapLibre from an npm tarball: the real one from the wheelhouse (tests/run.sh puts it there with `npm pack`),
 and broken or hostile ones built here, each refused with one line and without harming what was installed."""
+
 from __future__ import annotations
 
 import io
@@ -11,22 +12,33 @@ import pytest
 
 from content.maps import vendor
 
-from .conftest import wheelhouse_tarball
+from .maps_testing import wheelhouse_tarball
 
 
 def fake_js(version: str) -> bytes:
     # The banner MapLibre's build puts first; vendor reads the version from it.
-    return (f"/**\n * MapLibre GL JS\n * @license 3-Clause BSD. Full text of license: blob/v{version}/LICENSE.txt\n"
-            f" */\nvar maplibregl = {{}};\n").encode()
+    return (
+        f"/**\n * MapLibre GL JS\n * @license 3-Clause BSD. Full text of license: blob/v{version}/LICENSE.txt\n"
+        f" */\nvar maplibregl = {{}};\n"
+    ).encode()
 
 
-def make_tarball(path: Path, name: str = "maplibre-gl", version: str = "5.20.0", js_version: str | None = None,
-                 extra: dict[str, bytes] | None = None, link_js: bool = False) -> Path:
+def make_tarball(
+    path: Path,
+    name: str = "maplibre-gl",
+    version: str = "5.20.0",
+    js_version: str | None = None,
+    extra: dict[str, bytes] | None = None,
+    link_js: bool = False,
+) -> Path:
     """An npm-pack-shaped tarball: package/package.json, package/dist/maplibre-gl.{js,css}, package/LICENSE.txt."""
-    files = {"package/package.json": json.dumps({"name": name, "version": version}).encode(),
-             "package/LICENSE.txt": b"BSD-3-Clause, the test's own text\n",
-             "package/dist/maplibre-gl.css": b".maplibregl-map{overflow:hidden}\n",
-             "package/dist/maplibre-gl.js": fake_js(js_version or version), **(extra or {})}
+    files = {
+        "package/package.json": json.dumps({"name": name, "version": version}).encode(),
+        "package/LICENSE.txt": b"BSD-3-Clause, the test's own text\n",
+        "package/dist/maplibre-gl.css": b".maplibregl-map{overflow:hidden}\n",
+        "package/dist/maplibre-gl.js": fake_js(js_version or version),
+        **(extra or {}),
+    }
     with tarfile.open(path, "w:gz") as tar:
         for member, body in files.items():
             info = tarfile.TarInfo(member)
@@ -47,14 +59,20 @@ def package_files(maps_dir: Path) -> set[str]:
 def test_the_real_tarball_unpacks_to_where_npm_would_put_it(tmp_path):
     tarball = wheelhouse_tarball()
     if tarball is None:
-        pytest.skip("no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE (tests/run.sh adds one with `npm pack` when npm "
-                    "is present)")
+        pytest.skip(
+            "no maplibre-gl-*.tgz in $ALMANAC_WHEELHOUSE (tests/run.sh adds one with `npm pack` when npm is present)"
+        )
     maps = tmp_path / "maps"
     lib, unpacked = vendor.install_tarball(maps, tarball)
     assert unpacked and lib.origin == "tarball" and lib.local_glyphs, lib
     assert lib.js == vendor.package_dir(maps) / "dist" / "maplibre-gl.js"
-    assert package_files(maps) == {"package.json", "LICENSE.txt", "dist/maplibre-gl.js", "dist/maplibre-gl.css",
-                                   vendor.TARBALL_MARK}
+    assert package_files(maps) == {
+        "package.json",
+        "LICENSE.txt",
+        "dist/maplibre-gl.js",
+        "dist/maplibre-gl.css",
+        vendor.TARBALL_MARK,
+    }
     with tarfile.open(tarball) as tar:
         assert lib.js.read_bytes() == tar.extractfile("package/dist/maplibre-gl.js").read()
         assert lib.css.read_bytes() == tar.extractfile("package/dist/maplibre-gl.css").read()
@@ -88,17 +106,20 @@ def test_newest_tarball_of_a_folder(tmp_path):
     assert vendor.newest_tarball(tmp_path).name == "maplibre-gl-5.24.1.tgz"  # 24 > 11 as numbers, not text
 
 
-@pytest.mark.parametrize("case,expected", [
-    ("wrong package", "the package is 'leaflet', not maplibre-gl"),
-    ("old version", "maplibre-gl 5.3.0 is too old; labels need >= 5.11.0"),
-    ("path traversal", "refused, it holds a file outside its package folder ('package/../../../escaped.js')"),
-    ("absolute path", "refused, it holds a file outside its package folder ('/tmp/escaped.js')"),
-    ("symlink", "refused, package/dist/maplibre-gl.js is a link or folder, not a file"),
-    ("js disagrees", "its package.json says 5.20.0 but maplibre-gl.js says 5.3.0"),
-    ("truncated", "not a readable npm tarball"),
-    ("not gzip", "not a readable npm tarball"),
-    ("missing", "no such file"),
-])
+@pytest.mark.parametrize(
+    "case,expected",
+    [
+        ("wrong package", "the package is 'leaflet', not maplibre-gl"),
+        ("old version", "maplibre-gl 5.3.0 is too old; labels need >= 5.11.0"),
+        ("path traversal", "refused, it holds a file outside its package folder ('package/../../../escaped.js')"),
+        ("absolute path", "refused, it holds a file outside its package folder ('/tmp/escaped.js')"),
+        ("symlink", "refused, package/dist/maplibre-gl.js is a link or folder, not a file"),
+        ("js disagrees", "its package.json says 5.20.0 but maplibre-gl.js says 5.3.0"),
+        ("truncated", "not a readable npm tarball"),
+        ("not gzip", "not a readable npm tarball"),
+        ("missing", "no such file"),
+    ],
+)
 def test_a_bad_tarball_is_refused_in_one_line_and_nothing_is_lost(tmp_path, case, expected):
     maps = tmp_path / "data" / "maps"
     good, _ = vendor.install_tarball(maps, make_tarball(tmp_path / "good.tgz", version="5.12.0"))
@@ -117,8 +138,9 @@ def test_a_bad_tarball_is_refused_in_one_line_and_nothing_is_lost(tmp_path, case
     elif case == "js disagrees":
         make_tarball(bad, version="5.20.0", js_version="5.3.0")
     elif case == "truncated":
-        whole = make_tarball(tmp_path / "whole.tgz", version="9.9.9",
-                             extra={"package/dist/big.bin": bytes(range(256)) * 4000}).read_bytes()
+        whole = make_tarball(
+            tmp_path / "whole.tgz", version="9.9.9", extra={"package/dist/big.bin": bytes(range(256)) * 4000}
+        ).read_bytes()
         bad.write_bytes(whole[: len(whole) // 2])
     elif case == "not gzip":
         bad.write_text("<html>a proxy's error page</html>")

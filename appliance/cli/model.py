@@ -1,0 +1,223 @@
+"""`almanac model ...`: convert, run, inspect and verify streaming MoE checkpoints.
+
+Thin glue only: parsing and printing. Everything else is in llm_engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import click
+
+
+def _engine():
+    # Imported lazily: MLX start-up is not needed by `almanac --help`.
+    import llm_engine
+
+    return llm_engine
+
+
+def _fail(e: Exception) -> click.ClickException:
+    return click.ClickException(str(e).splitlines()[0] if str(e) else type(e).__name__)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
+@click.group("model")
+def model():
+    """Mixture-of-Experts models streamed from SSD."""
+
+
+@model.command("convert")
+@click.argument("src", type=click.Path(exists=True))
+@click.argument("dst", type=click.Path())
+@click.option(
+    "--bits",
+    type=click.Choice(["2", "3", "4", "5", "6", "8"]),
+    default=None,
+    help="Quantization bits for an unquantized SRC (default 4).",
+)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default=None,
+    help="Quantization group size for an unquantized SRC (default 64).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def convert_cmd(src, dst, bits, group_size, quiet):
+    """Convert SRC (MLX or Hugging Face checkpoint folder, or a GGUF file) into DST.
+
+    Mixture-of-Experts models get the streaming layout; a dense model is kept whole and runs resident.
+    """
+    llm_engine = _engine()
+    try:
+        m = llm_engine.convert(
+            src,
+            dst,
+            bits=int(bits) if bits else None,
+            group_size=int(group_size) if group_size else None,
+            progress=not quiet,
+        )
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    click.echo(
+        f"converted {m.model_type}: {len(m.layers)} MoE layers, experts {_human(m.expert_bytes())}, "
+        f"resident {_human(m.resident_bytes())} -> {dst}" + ("" if m.layers else " (a dense model: it runs resident)")
+    )
+
+
+@model.command("run")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--prompt", required=True, help="Prompt text.")
+@click.option("--max-tokens", type=click.IntRange(1), default=256, show_default=True)
+@click.option(
+    "--temp", type=click.FloatRange(0), default=0.0, show_default=True, help="Sampling temperature; 0 is greedy."
+)
+@click.option("--seed", type=int, default=None, help="Random seed for sampling.")
+@click.option("--json", "as_json", is_flag=True, help="Print prompt_tokens, tokens, text and stats as JSON.")
+@click.option(
+    "--expert-cache-gb",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
+)
+@click.option(
+    "--experts-per-token",
+    type=click.IntRange(1),
+    default=None,
+    help="Quality trade-off: route each token to K experts instead of the trained "
+    "number. Off by default; changes the model's answers.",
+)
+def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
+    """Generate text from the converted model in DIR."""
+    llm_engine = _engine()
+    try:
+        with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
+            if as_json:
+                result = llm_engine.generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
+                click.echo(json.dumps(result.as_dict()))
+                return
+            stats = {}
+            for step in llm_engine.stream_generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed):
+                click.echo(step.text, nl=False)
+                stats = step.stats or stats
+            click.echo()
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    click.echo(
+        f"[{stats.get('prompt_tokens', 0)} prompt tokens at {stats.get('prefill_tok_per_s', 0):.1f} tok/s, "
+        f"{stats.get('generated_tokens', 0)} generated at {stats.get('decode_tok_per_s', 0):.1f} tok/s; "
+        f"read {_human(stats.get('bytes_read', 0))}, cache hit rate "
+        f"{stats.get('cache_hit_rate', 0):.0%}, peak RSS {_human(stats.get('peak_rss_bytes', 0))}]",
+        err=True,
+    )
+
+
+@model.command("serve")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; the default lets only this machine connect.",
+)
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=11434, show_default=True, help="TCP port (0 picks a free one)."
+)
+@click.option(
+    "--expert-cache-gb",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
+)
+@click.option(
+    "--max-tokens-limit",
+    type=click.IntRange(1),
+    default=2048,
+    show_default=True,
+    help="Most tokens one request may generate (also the default length).",
+)
+@click.option(
+    "--max-prompt-tokens",
+    type=click.IntRange(1),
+    default=8192,
+    show_default=True,
+    help="Longer prompts are refused with a 400 error.",
+)
+def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens):
+    """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
+    llm_engine = _engine()
+    from llm_engine.serve import serve
+
+    def ready(url: str) -> None:
+        click.echo(
+            f"serving {os.path.basename(os.path.normpath(directory))} on {url} "
+            f"(OpenAI: {url}/v1, Ollama: {url}); Ctrl-C stops"
+        )
+
+    try:
+        serve(
+            directory,
+            host=host,
+            port=port,
+            max_tokens_limit=max_tokens_limit,
+            max_prompt_tokens=max_prompt_tokens,
+            expert_cache_gb=expert_cache_gb,
+            on_ready=ready,
+        )
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+
+
+@model.command("info")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info_cmd(directory, as_json):
+    """Describe the converted model in DIR."""
+    llm_engine = _engine()
+    try:
+        info = llm_engine.info(directory)
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    quant = (
+        ", ".join(f"{q['bits']}-bit {q['mode']} group {q['group_size']}" for q in info["expert_quantization"])
+        or "unquantized"
+    )
+    click.echo(f"model type      {info['model_type']}")
+    click.echo(f"MoE layers      {info['moe_layers']}")
+    click.echo(f"experts/layer   {', '.join(map(str, info['experts_per_layer']))}")
+    click.echo(f"expert weights  {_human(info['expert_bytes'])} ({quant})")
+    click.echo(f"resident        {_human(info['resident_bytes'])}")
+    click.echo(f"converted with  mlx-lm {info['mlx_lm_version']}")
+
+
+@model.command("verify")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+def verify_cmd(directory):
+    """Check every file of DIR against the checksums in its manifest."""
+    llm_engine = _engine()
+    try:
+        problems = llm_engine.verify(directory)
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    for p in problems:
+        click.echo(str(p), err=True)
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found in {os.fspath(directory)}")
+    click.echo(f"OK: every checksum matches ({directory})")
+
+
+if __name__ == "__main__":
+    model()

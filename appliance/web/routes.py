@@ -1,0 +1,108 @@
+"""Every URL the portal answers, in one place (blueprint, rule, view[, methods: GET and HEAD unless named])."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, current_app, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from . import assistant, catalog, maps, portal, reader, search, worker_state
+from .render import wants_json
+
+ROUTES = {
+    "portal": [
+        ("/", portal.home),
+        ("/library", portal.library),
+        ("/catalog/illustration/<name>", portal.illustration),
+        ("/healthz", portal.healthz),
+    ],
+    "reader": [
+        ("/content/<book>/", reader.main_page),
+        ("/content/<book>", reader.main_page),
+        ("/content/<book>/<path:path>", reader.content),
+        ("/random", reader.random_article),
+        ("/viewer", reader.viewer),
+        ("/raw/<book>/content/<path:path>", reader.raw),
+    ],
+    "catalog": [
+        ("/book/<name>", catalog.book_home),
+        ("/catalog/v2/entries", catalog.opds_entries),
+        ("/catalog/download/<name>", catalog.download),
+    ],
+    "search": [
+        ("/search", search.search),
+        ("/suggest", search.suggest),
+    ],
+    "maps": maps.ROUTES,
+    "assistant": [
+        ("/assistant", assistant.assistant_page),
+        ("/assistant/stream", assistant.stream, ["GET", "HEAD", "POST"]),
+    ],
+}
+
+
+def register(app: Flask) -> None:
+    for name, rules in ROUTES.items():
+        bp = Blueprint(name, __name__)
+        for rule, view, *methods in rules:
+            bp.add_url_rule(rule, view_func=view, methods=methods[0] if methods else ["GET", "HEAD"])
+        app.register_blueprint(bp)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    app.context_processor(_layout_context)
+    app.before_request(_notice_new_archives)
+    app.jinja_env.filters["human_bytes"] = human_bytes
+    app.jinja_env.filters["duration"] = duration
+    app.jinja_env.filters["cite"] = assistant.cite
+
+
+def human_bytes(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def duration(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    return f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m"
+
+
+def _http_error(e: HTTPException):
+    if wants_json() or request.path == "/healthz":
+        return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
+    return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
+
+
+def _unexpected_error(e: Exception):
+    # A bug or a broken file must cost one request, never the worker.
+    current_app.logger.exception("unhandled error on %s", request.path)
+    if wants_json():
+        return jsonify({"error": "Internal Server Error", "status": 500}), 500
+    return render_template(
+        "error.html",
+        code=500,
+        name="Something went wrong",
+        message="The server hit an error on this page; it is logged.",
+    ), 500
+
+
+def _notice_new_archives() -> None:
+    # Archives dropped in, replaced or deleted appear without a restart; scan_if_due is throttled and
+    # costs one directory listing when nothing changed.
+    if not request.path.startswith("/static/"):
+        worker_state.get().library.scan_if_due()
+
+
+def _layout_context() -> dict:
+    s = worker_state.get()
+    return {
+        "site_title": s.config.get("portal.title"),
+        "version": s.version,
+        "installed": s.installed(),
+        "disk": s.disk(),
+        "uptime_s": s.uptime_s(),
+    }
