@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-from tinymoe import build_hf_checkpoint
 
 import llm_engine
 from llm_engine import CheckpointError, UnsupportedModelError
@@ -115,28 +114,6 @@ def test_unknown_architecture_is_refused(checkpoints, tmp_path):
     with pytest.raises(UnsupportedModelError, match="no_such_model"):
         llm_engine.convert(src, tmp_path / "dst", progress=False)
     assert not (tmp_path / "dst").exists() and not (tmp_path / "dst.partial").exists()
-
-
-def test_dense_architecture_is_refused(tmp_path, monkeypatch):
-    import tinymoe
-
-    monkeypatch.setitem(
-        tinymoe.CONFIGS,
-        "llama",
-        {
-            "model_type": "llama",
-            "hidden_size": 64,
-            "num_hidden_layers": 1,
-            "intermediate_size": 128,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
-            "rms_norm_eps": 1e-5,
-            "tie_word_embeddings": False,
-        },
-    )
-    src = build_hf_checkpoint("llama", tmp_path / "llama")
-    with pytest.raises(UnsupportedModelError, match="no mixture-of-experts switch layers"):
-        llm_engine.convert(src, tmp_path / "dst", progress=False)
 
 
 def test_existing_destination_is_not_overwritten(checkpoints, tmp_path):
