@@ -142,7 +142,7 @@ class _Asset:
 def build_zim(src_dir: Path, out_path: Path, *, name: str | None = None, title: str | None = None,
               description: str | None = None, language: str = "eng", creator: str = "Almanac",
               publisher: str = "Almanac", tags: str = "_category:other;almanac", date: str | None = None,
-              illustration: bytes | None = None) -> BuildReport:
+              illustration: bytes | None = None, flavour: str | None = None) -> BuildReport:
     """Build `out_path` from the pages and assets in `src_dir`; see the module docstring for the rules."""
     src_dir = Path(src_dir)
     out_path = Path(out_path)
@@ -178,6 +178,8 @@ def build_zim(src_dir: Path, out_path: Path, *, name: str | None = None, title: 
         "Name": name, "Title": title, "Description": description, "Language": language,
         "Creator": creator, "Publisher": publisher, "Date": date, "Tags": tags, "Scraper": SCRAPER,
     }
+    if flavour:
+        metadata["Flavour"] = flavour  # Kiwix's variant of a book (nopic, maxi...): name + flavour names it
     for key, value in metadata.items():
         if not value or "\n" in value:
             raise ZimBuildError(f"metadata {key} must be one non-empty line, got {value!r}")
