@@ -8,7 +8,7 @@ path ("/book.zim") to any of:
     drop_after: N     close the connection after N body bytes of each answer
     drops: K          ... but only the first K times (then serve normally)
     rate: B           send at most B bytes per second (a very slow server)
-    stall_after: N    send N body bytes, then nothing more (until the client gives up)
+    stall_after: N    send the file up to byte N, then nothing more (until the client gives up)
     corrupt_at: N     flip the byte at offset N (a wrong checksum)
     status: S         answer S (404, 500...) with no body
     status_times: K   ... only the first K times
@@ -91,13 +91,13 @@ class Handler(BaseHTTPRequestHandler):
                     sent = self.connection.sendfile(f, first, limit)  # the kernel copies: a fast server
                 f.seek(first + sent)
                 while sent < limit:
-                    if stall is not None and sent >= stall:
+                    if stall is not None and first + sent >= stall:
                         time.sleep(3600)
                     n = min(CHUNK, limit - sent)
                     if rate:
                         n = min(n, max(1, rate // 20))
-                    if stall is not None:
-                        n = min(n, stall - sent) if stall > sent else n
+                    if stall is not None and stall > first + sent:
+                        n = min(n, stall - first - sent)
                     data = f.read(n)
                     if not data:
                         break

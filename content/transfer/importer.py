@@ -137,6 +137,8 @@ def _import_zim(src: Path, listed, library: Library, provenance: Provenance, rep
         same_book = old is not None and (old["name"], old["flavour"]) == (info["name"], info["flavour"]) and info["name"]
         if not same_book:
             raise _Refused(f"a different book named {name!r} is installed")
+        if Path(existing.path) != (library.archives_dir / f"{name}.zim").absolute():
+            raise _Refused(f"{name} is registered from {existing.path}, outside the archives folder")
         if info["date"] <= old["date"]:
             raise _Skipped(f"{name} on the box is as new or newer ({old['date']} vs {info['date']})")
     part = library.archives_dir / ".partial" / f"import-{name}.zim.part"
