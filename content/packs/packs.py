@@ -116,7 +116,8 @@ def _item(raw, where: str) -> PackItem:
         raise PackError(f"{where}: a {kind} item needs {sorted(missing)[0]!r}")
     for key in ("name", "flavour", "repo", "country", "title", "source"):
         if key in raw and not isinstance(raw[key], str):
-            raise PackError(f"{where}: {key} must be text")
+            hint = " (quote it: YAML reads an unquoted NO, YES, ON or OFF as true/false)" if isinstance(raw[key], bool) else ""
+            raise PackError(f"{where}: {key} must be text{hint}")
     for key in ("maxzoom", "approx_bytes", "bits"):
         if key in raw and (not isinstance(raw[key], int) or isinstance(raw[key], bool) or raw[key] < 0):
             raise PackError(f"{where}: {key} must be a whole number >= 0")
