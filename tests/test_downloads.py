@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import ROOT, zim
+from almanac_testing import MAPS, ROOT, zim
 from fill_testing import FaultServer, build_book, make_box, publish, sha256, wait_for
 
 BIG = "wikibooks_be_all_nopic_2017-02"  # 466 KB: big enough for drops and a slow server
@@ -344,3 +344,29 @@ def test_bad_requests_are_refused_at_once(box):
     with pytest.raises(Exception, match="already being downloaded"):
         downloader.add("http://127.0.0.1:9/y.zim", kind="zim", name="y")
     assert len(downloader.jobs()) == 1
+
+
+def test_no_published_checksum_falls_back_to_libzims_own(files, box, tmp_path):
+    library, _, downloader = box
+    good = build_book(tmp_path / "books", name="plain", date="2024-02-02", words=3000)
+    files.root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(good, files.root / "plain.zim")
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (files.root / "damaged.zim").write_bytes(bytes(data))
+    downloader.add(f"{files.url}/plain.zim", kind="zim", name="plain")
+    downloader.add(f"{files.url}/damaged.zim", kind="zim", name="damaged")
+    done, refused = downloader.run()
+    assert done.state == "done" and sha256(Path(done.result)) == sha256(good)
+    assert refused.state == "failed" and "no published checksum, and libzim's own check failed" in refused.error
+    assert library_files(library) == ["plain.zim"] and no_partials(library)
+    # a map or model has no checksum inside: without a published one it is refused
+    shutil.copy(MAPS / "world-ne110m-z0-4.pmtiles", files.root / "world.pmtiles")
+    downloader.add(f"{files.url}/world.pmtiles", kind="map", name="world.pmtiles")
+    [map_job] = downloader.run()
+    assert map_job.state == "failed" and "no published checksum" in map_job.error
+    (files.root / "world.pmtiles.sha256").write_text(sha256(files.root / "world.pmtiles"))
+    downloader.add(f"{files.url}/world.pmtiles", kind="map", name="world.pmtiles")
+    [map_job] = downloader.run()
+    assert map_job.state == "done", map_job.error
+    assert sha256(Path(map_job.result)) == sha256(MAPS / "world-ne110m-z0-4.pmtiles")
