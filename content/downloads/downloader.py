@@ -28,6 +28,7 @@ from .http_range import (USER_AGENT, MirrorFailed, RangeNotSatisfiable, Retryabl
                          open_range)
 from .jobs import ACTIVE, FINISHED, Job, JobError, JobStore, owner_id
 from .metalink import MetalinkError, check_sha256, parse_metalink, parse_sidecar
+from .sink import Sink
 
 MiB = 1 << 20
 
@@ -334,18 +335,16 @@ class Downloader:
         hasher = hashlib.sha256()
         _hash_prefix(fd, offset, hasher)  # the digest is taken as the bytes arrive: no second pass
         self._check_space(job, offset, part)
-        state = {"hasher": hasher, "offset": offset, "last_ckpt": offset, "ckpt_t": time.monotonic(), "tick_t": time.monotonic(),
+        state = {"offset": offset, "last_ckpt": offset, "ckpt_t": time.monotonic(), "tick_t": time.monotonic(),
                  "tick_bytes": offset, "rate": 0.0}
         self.store.update(job.id, checkpoint=offset, bytes_done=offset, refetched=refetched, heartbeat=time.time())
         job = self.store.get(job.id)
+        sink = Sink(fd, offset, hasher, lambda at: self.store.update(job.id, checkpoint=at))
+        state["sink"] = sink
 
-        def write(data: memoryview) -> None:
-            pos = state["offset"]
-            written = 0
-            while written < len(data):
-                written += os.pwrite(fd, data[written:], pos + written)
-            state["hasher"].update(data)
-            state["offset"] = pos + len(data)
+        def write(data) -> None:
+            sink.write(data)
+            state["offset"] += len(data)
             now = time.monotonic()
             if state["offset"] - state["last_ckpt"] >= self.chunk_bytes or now - state["ckpt_t"] >= 2.0:
                 checkpoint(now)
@@ -363,21 +362,25 @@ class Downloader:
             self._notify(self.store.get(job.id))
 
         def checkpoint(now: float) -> None:
-            os.fdatasync(fd)
+            sink.checkpoint()  # synced and recorded by the sink, behind the blocks before it
             state["last_ckpt"], state["ckpt_t"] = state["offset"], now
-            self.store.update(job.id, checkpoint=state["offset"])
             tick(now)
             self._check_space(job, state["offset"], part)
 
         try:
-            self._fetch_all(job, fd, state, part, stop, write, checkpoint)
+            try:
+                self._fetch_all(job, fd, state, part, stop, write, checkpoint)
+            finally:
+                sink.drain()  # every block received is on disk and hashed before anything else happens
         except _Stop:
             os.fdatasync(fd)  # what has arrived is kept: a resume starts exactly here
             self.store.update(job.id, checkpoint=state["offset"], bytes_done=state["offset"])
             raise
+        finally:
+            sink.close()
         os.fdatasync(fd)
         self.store.update(job.id, checkpoint=state["offset"], bytes_done=state["offset"], error="")
-        return state["hasher"].hexdigest()
+        return sink.hasher.hexdigest()
 
     def _fetch_all(self, job: Job, fd: int, state: dict, part: Path, stop: threading.Event, write,
                    checkpoint) -> None:
@@ -442,10 +445,12 @@ class Downloader:
                 job = self._start_over(job, fd, state, f"{url} sent more than {job.size} bytes")
 
     def _start_over(self, job: Job, fd: int, state: dict, why: str) -> Job:
+        sink = state["sink"]
+        sink.drain()
         os.ftruncate(fd, 0)
         lost = state["offset"]
         state.update(offset=0, last_ckpt=0, tick_bytes=0)
-        state["hasher"] = hashlib.sha256()
+        sink.offset, sink.hasher = 0, hashlib.sha256()
         current = self.store.get(job.id)
         self.store.update(job.id, checkpoint=0, bytes_done=0, refetched=current.refetched + lost, etag="",
                           error=why)
