@@ -370,3 +370,20 @@ def test_no_published_checksum_falls_back_to_libzims_own(files, box, tmp_path):
     [map_job] = downloader.run()
     assert map_job.state == "done", map_job.error
     assert sha256(Path(map_job.result)) == sha256(MAPS / "world-ne110m-z0-4.pmtiles")
+
+
+def test_tqdm_progress_draws_one_bar_per_job_and_closes_it(files, tmp_path):
+    import io
+
+    from content.downloads.progress import TqdmProgress
+
+    out = io.StringIO()
+    bars = TqdmProgress(file=out)
+    library, _, downloader = make_box(tmp_path / "data", on_progress=bars)
+    downloader.add(publish(zim("small_nons"), files.root, files.url), kind="zim", name="nons")
+    [done] = downloader.run()
+    bars.close()
+    assert done.state == "done"
+    text = out.getvalue()
+    assert "nons" in text and "100%" in text and "40.2k" in text  # 41,155 bytes, in KiB
+    assert bars._bars == {}
