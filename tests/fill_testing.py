@@ -158,20 +158,16 @@ __all__ = ["ROOT", "FaultServer", "KiwixServe", "build_book", "get", "make_box",
 def make_box(data: Path, **options):
     """A library, its provenance and a downloader over ``data`` (archives/, maps/, almanac.db), with the
     short timeouts and small chunks the fault tests need unless ``options`` say otherwise."""
-    from content.downloads import Downloader, FileInstaller, Provenance, ZimInstaller, check_map_archive
+    from content.downloads.box import open_downloader
     from content.library import Library
 
     (data / "archives").mkdir(parents=True, exist_ok=True)
-    db_path = data / "almanac.db"
-    library = Library(db_path, data / "archives")
-    provenance = Provenance(db_path)
+    library = Library(data / "almanac.db", data / "archives")
     settings = dict(max_parallel=2, chunk_bytes=64 * 1024, retries=4, backoff_s=0.05, backoff_max_s=0.5,
                     timeout_s=3.0, reserve_bytes=0, stale_after_s=30.0, progress_interval_s=0.05)
     settings.update(options)
-    installers = {"zim": ZimInstaller(library, provenance),
-                  "map": FileInstaller("map", data / "maps", provenance, check=check_map_archive),
-                  "file": FileInstaller("file", data / "files", provenance)}
-    return library, provenance, Downloader(db_path, installers=installers, **settings)
+    downloader, provenance = open_downloader(data, library, **settings)
+    return library, provenance, downloader
 
 
 def _run_queue(data: str) -> int:
