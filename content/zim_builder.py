@@ -242,6 +242,7 @@ def build_zim(
     tags: str = "_category:other;almanac",
     date: str | None = None,
     illustration: bytes | None = None,
+    flavour: str | None = None,
 ) -> BuildReport:
     """Build `out_path` from the pages and assets in `src_dir`; see the module docstring for the rules."""
     src_dir = Path(src_dir)
@@ -285,6 +286,8 @@ def build_zim(
         "Tags": tags,
         "Scraper": SCRAPER,
     }
+    if flavour:
+        metadata["Flavour"] = flavour  # Kiwix's variant of a book (nopic, maxi...): name + flavour names it
     for key, value in metadata.items():
         if not value or "\n" in value:
             raise ZimBuildError(f"metadata {key} must be one non-empty line, got {value!r}")

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 # Debian tools the tests drive for real: systemd-analyze verifies the rendered unit, headless
-# Chromium renders the map page, shellcheck lints install.sh.
+# Chromium renders the map page, shellcheck lints install.sh, kiwix-serve is the catalog server of the
+# download tests (kiwix-manage writes its library.xml).
 need=()
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+{ command -v kiwix-serve && command -v kiwix-manage; } >/dev/null 2>&1 || need+=(kiwix-tools)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing Debian packages: ${need[*]}"
