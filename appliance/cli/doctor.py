@@ -48,7 +48,11 @@ def check_mlx() -> Check:
         value = (mx.arange(4, dtype=mx.float32) * 2).sum().item()
         if value != 12:
             return Check("mlx", False, f"wrong arithmetic on {device}", "reinstall mlx: almanac's install.sh")
-        kind = "Metal GPU" if device.type == mx.gpu else "CPU only (no Metal here; the assistant is slower)"
+        from llm_engine.device import backend
+
+        kind = {"metal": "Metal GPU", "cuda": "CUDA GPU"}.get(
+            backend(), "CPU only (no GPU here; the assistant is slower)"
+        )
         return Check("mlx", True, f"{mx.__version__} on {kind}")
     except Exception as e:  # an import failure is exactly what this check reports
         fix = "pip install 'mlx[cpu]' (Linux) or 'mlx' (macOS) into Almanac's venv; re-running install.sh does it"
