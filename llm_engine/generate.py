@@ -63,6 +63,26 @@ def _peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _cache_key(engine: Engine) -> str:
+    return str(engine.path)
+
+
+def _reused_cache(engine: Engine, prompt: list[int]) -> tuple[list, list[int]]:
+    """A KV cache for `prompt` and the tokens still to compute: the nearest cached prefix when
+    the engine keeps a prompt cache, else a fresh cache and the whole prompt."""
+    from mlx_lm.models.cache import can_trim_prompt_cache, make_prompt_cache, trim_prompt_cache
+
+    if engine.prompt_cache is not None:
+        cache, todo = engine.prompt_cache.fetch_nearest_cache(_cache_key(engine), prompt)
+        if cache is not None and not todo:  # the whole prompt is cached: its last token's logits are not
+            if can_trim_prompt_cache(cache):
+                trim_prompt_cache(cache, 1)
+                return cache, prompt[-1:]
+        elif cache is not None:
+            return cache, todo
+    return make_prompt_cache(engine.model), prompt
+
+
 def stream_generate(
     engine: Engine,
     prompt: str | list[int],
@@ -95,26 +115,41 @@ def stream_generate(
     t0 = time.perf_counter()
     t_first = None
     n = 0
+    cache, todo = _reused_cache(engine, prompt_tokens)
     steps = generate_step(
-        mx.array(prompt_tokens),
+        mx.array(todo),
         engine.model,
         max_tokens=max_tokens,
         sampler=make_sampler(temp=temp),
         prefill_step_size=PREFILL_STEP,
+        prompt_cache=cache,
     )
+    # Every token generate_step yields has been fed to the model (it computes one step
+    # ahead), so the KV cache holds the prompt and these; kept for the next prompt.
+    fed, keep = list(prompt_tokens), False
     pending = None
-    for token, _ in steps:
-        if t_first is None:
-            t_first = time.perf_counter()
-        if pending is not None:
-            yield pending
-        n += 1
-        if token in eos:
-            detok.finalize()
-            pending = Step(token, detok.last_segment, "stop")
-            break
-        detok.add_token(token)
-        pending = Step(token, detok.last_segment)
+    try:
+        for token, _ in steps:
+            fed.append(token)
+            if t_first is None:
+                t_first = time.perf_counter()
+            if pending is not None:
+                keep = True  # a consumer that stops here leaves a consistent cache
+                yield pending
+                keep = False
+            n += 1
+            if token in eos:
+                detok.finalize()
+                pending = Step(token, detok.last_segment, "stop")
+                break
+            detok.add_token(token)
+            pending = Step(token, detok.last_segment)
+        keep = True
+    finally:
+        if keep and engine.prompt_cache is not None:
+            steps.close()
+            mx.eval([c.state for c in cache])
+            engine.prompt_cache.insert_cache(_cache_key(engine), fed, cache)
     t_end = time.perf_counter()
     if pending is None:
         return
@@ -127,7 +162,8 @@ def stream_generate(
         "prompt_tokens": len(prompt_tokens),
         "generated_tokens": n,
         "time_to_first_token_s": ttft,
-        "prefill_tok_per_s": len(prompt_tokens) / ttft if ttft > 0 else 0.0,
+        "prompt_tokens_reused": len(prompt_tokens) - len(todo),
+        "prefill_tok_per_s": len(todo) / ttft if ttft > 0 else 0.0,
         "decode_tok_per_s": (n - 1) / (t_end - t_first) if n > 1 and t_end > t_first else 0.0,
         **engine.io.as_dict(),
         "bytes_read_per_token": engine.io.bytes_read / max(n, 1),

@@ -34,6 +34,9 @@ class Engine:
     io: IOStats
     cache_slots: int
     experts_per_token: int | None
+    # mlx-lm's LRUPromptCache: the KV caches of recent prompts (with their answers), so a
+    # prompt that extends one (a follow-up question) computes only its new tokens.
+    prompt_cache: object | None = None
     _pools: tuple = field(repr=False, default=())
 
     def close(self) -> None:
@@ -192,6 +195,8 @@ def load(
     verify_reads: bool = True,
     io_threads: int = IO_THREADS,
     drop_page_cache: bool = False,
+    prompt_cache_entries: int = 0,
+    prompt_cache_gb: float = 2.0,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -203,6 +208,9 @@ def load(
       corrupt file raises CheckpointError instead of producing garbage.
     drop_page_cache: for benchmarks (Linux): evict every expert from the OS page cache after
       reading it, as if the model were far larger than RAM.
+    prompt_cache_entries: keep the KV caches of this many recent prompts (and their answers),
+      at most prompt_cache_gb of them; a prompt that starts like one of them computes only
+      the rest. 0: none.
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -213,6 +221,8 @@ def load(
         raise CheckpointError(f"{path}: not a directory")
     if expert_cache_gb < 0:
         raise EngineError("--expert-cache-gb must be >= 0")
+    if prompt_cache_entries < 0 or prompt_cache_gb < 0:
+        raise EngineError("the prompt cache's size must be >= 0")
     manifest = mf.read_manifest(path)
     config = _read_config(path)
     if config.get("model_type") != manifest.model_type:
@@ -289,4 +299,11 @@ def load(
         pool.shutdown(wait=False)
         sequencer.shutdown(wait=False)
         raise
-    return Engine(path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, (sequencer, pool))
+    prompt_cache = None
+    if prompt_cache_entries:
+        from mlx_lm.models.cache import LRUPromptCache
+
+        prompt_cache = LRUPromptCache(max_size=prompt_cache_entries, max_bytes=int(prompt_cache_gb * (1 << 30)))
+    return Engine(
+        path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, prompt_cache, (sequencer, pool)
+    )

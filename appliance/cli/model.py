@@ -153,7 +153,14 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
     show_default=True,
     help="Longer prompts are refused with a 400 error.",
 )
-def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens):
+@click.option(
+    "--prompt-cache",
+    type=click.IntRange(0),
+    default=4,
+    show_default=True,
+    help="Keep the KV caches of this many recent prompts, so a follow-up computes only its new tokens; 0: none.",
+)
+def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
     llm_engine = _engine()
     from llm_engine.serve import serve
@@ -172,6 +179,7 @@ def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prom
             max_tokens_limit=max_tokens_limit,
             max_prompt_tokens=max_prompt_tokens,
             expert_cache_gb=expert_cache_gb,
+            prompt_cache_entries=prompt_cache,
             on_ready=ready,
         )
     except llm_engine.EngineError as e:
