@@ -163,7 +163,7 @@ class Downloader:
     # -- running them ---------------------------------------------------------------------------------
     def run(self, *, until_idle: bool = True, stop: threading.Event | None = None) -> list[Job]:
         """Work through the queue with up to ``max_parallel`` downloads at once (after requeueing jobs a
-        dead process left running). Returns the jobs this call ran, as they ended."""
+        dead process left running). Returns the jobs this call ran, in the order they were queued."""
         self.store.recover(self.stale_after_s)
         stop = stop or self._stopping
         ran: list[int] = []
@@ -188,7 +188,7 @@ class Downloader:
             t.start()
         for t in threads:
             t.join()
-        return [self.store.get(i) for i in ran]
+        return [self.store.get(i) for i in sorted(ran)]  # threads claim them in any order
 
     def start(self) -> None:
         """Run the queue in the background for the life of the process (the service)."""
