@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import assistant, catalog, maps, portal, reader, search, worker_state
+from . import assistant, catalog, jobs, maps, portal, reader, search, worker_state
 from .render import wants_json
 
 ROUTES = {
@@ -36,6 +36,10 @@ ROUTES = {
     "assistant": [
         ("/assistant", assistant.assistant_page),
         ("/assistant/stream", assistant.stream, ["GET", "HEAD", "POST"]),
+    ],
+    "jobs": [  # read-only: a job is changed from the CLI until the admin console has its login
+        ("/api/jobs", jobs.jobs_list),
+        ("/api/jobs/<int:job_id>", jobs.job_detail),
     ],
 }
 
