@@ -96,6 +96,8 @@ def pull(
     dest = models_dir / name
     if dest.exists():
         raise ModelError(f"{dest} already exists; give another --name or remove it")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise ModelError("HF_HUB_OFFLINE is set, which forbids downloads: unset it to pull")
     staging = models_dir / ".partial" / f"pull-{repo.replace('/', '--')}"
     download = staging / "download"
     built = staging / name
@@ -106,8 +108,19 @@ def pull(
         _snapshot(repo, revision, download, endpoint, progress)
     except ModelError:
         raise
-    except Exception as e:  # huggingface_hub's many errors (not found, HTTP, offline): one line, kept resumable
-        raise ModelError(f"{repo}: download failed: {_one_line(e)} (a new pull goes on from what arrived)") from None
+    except Exception as e:  # huggingface_hub's many errors (not found, HTTP, offline): one line
+        arrived = any(p.is_file() for p in download.rglob("*"))
+        if not arrived:
+            shutil.rmtree(staging, ignore_errors=True)
+            _tidy(models_dir)
+        where = endpoint or "the Hub"
+        reason = (
+            f"no repository {repo} at {where}"
+            if type(e).__name__ in ("RepositoryNotFoundError", "RevisionNotFoundError")
+            else _one_line(e)
+        )
+        hint = " (a new pull goes on from what arrived)" if arrived else ""
+        raise ModelError(f"{repo}: download failed: {reason}{hint}") from None
     if not any(download.glob("*.safetensors")) or not (download / "config.json").is_file():
         shutil.rmtree(staging, ignore_errors=True)
         raise ModelError(f"{repo}: no config.json and safetensors weights in the repository; nothing to convert")
@@ -123,7 +136,15 @@ def pull(
         raise ModelError(f"{repo}: the converted model does not verify: {problems[0]}")
     os.replace(built, dest)
     shutil.rmtree(staging, ignore_errors=True)
+    _tidy(models_dir)
     return dest
+
+
+def _tidy(models_dir: Path) -> None:
+    try:
+        (Path(models_dir) / ".partial").rmdir()  # only when nothing else is staged there
+    except OSError:
+        pass
 
 
 def _snapshot(repo: str, revision: str | None, folder: Path, endpoint: str | None, progress: bool) -> None:
@@ -155,7 +176,8 @@ def import_model(src: Path, models_dir: Path, *, name: str | None = None) -> Pat
         raise ModelError(f"{src}: not a converted model (no manifest.json); convert one with `almanac model convert`")
     problems = _problems(src)
     if problems:
-        raise ModelError(f"{src}: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ModelError(f"does not verify, nothing copied: {problems[0]}{more}")
     name = name or src.resolve().name
     _check_name(name)
     dest = Path(models_dir) / name
@@ -174,4 +196,5 @@ def import_model(src: Path, models_dir: Path, *, name: str | None = None) -> Pat
         raise ModelError(f"{dest}: copy failed: {e.strerror or e}") from None
     finally:
         shutil.rmtree(part, ignore_errors=True)
+        _tidy(models_dir)
     return dest
