@@ -374,3 +374,13 @@ def test_jobs_list_pause_resume_cancel_and_run(world, tmp_path):
     assert [(j["id"], j["state"]) for j in ran] == [(second["id"], "done")]
     assert sha256(box.data / "archives" / "small_nons.zim") == sha256(zim("small_nons"))
     assert [j["state"] for j in box.json("jobs", "list", "--all")["jobs"]] == ["cancelled", "done"]
+
+
+def test_jobs_api_is_read_only_json(client):
+    empty = client.get("/api/jobs")
+    assert empty.status_code == 200 and empty.json["jobs"] == [] and set(empty.json["counts"]) >= {"queued", "done"}
+    bad = client.get("/api/jobs?state=bogus")
+    assert bad.status_code == 400 and "unknown state 'bogus'" in bad.json["message"]
+    missing = client.get("/api/jobs/1")
+    assert missing.status_code == 404 and missing.json["message"] == "no download job 1"
+    assert client.post("/api/jobs").status_code == 405  # changes go through the CLI until the admin login exists

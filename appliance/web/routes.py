@@ -76,7 +76,7 @@ def duration(seconds: float) -> str:
 
 
 def _http_error(e: HTTPException):
-    if wants_json() or request.path == "/healthz":
+    if wants_json() or request.path == "/healthz" or request.path.startswith("/api/"):
         return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
     return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
 
