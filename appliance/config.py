@@ -139,6 +139,9 @@ def _check_ranges(values: dict, source: str) -> None:
         raise ConfigError(source, "library.cluster_cache_mb", f"{library['cluster_cache_mb']} is out of range")
     if not 1 <= library["scan_interval_s"] <= 86400:
         raise ConfigError(source, "library.scan_interval_s", f"{library['scan_interval_s']} is out of range 1-86400")
+    catalog_url = str(library["catalog_url"]).strip()
+    if catalog_url and not catalog_url.startswith(("http://", "https://")):
+        raise ConfigError(source, "library.catalog_url", f"{catalog_url!r} is not an http:// or https:// URL")
     if not str(values["portal"]["title"]).strip():
         raise ConfigError(source, "portal.title", "must not be empty")
     assistant = values["assistant"]

@@ -14,6 +14,7 @@ path ("/book.zim") to any of:
     status_times: K   ... only the first K times
     ignore_range: 1   answer 200 with the whole file to a Range request
     range_416: K      answer the first K Range requests with 416
+    epoch: E          counts (drops, status_times, range_416) start again for each new E
 Each answer is logged to LOG as one JSON line: path, range start, status, body bytes sent.
 """
 
@@ -37,10 +38,10 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, *args):  # quiet: the JSON log is what the tests read
         pass
 
-    def _count(self, path: str, what: str) -> int:
+    def _count(self, path: str, what: str, epoch=None) -> int:
         with self.lock:
-            n = self.counters.get((path, what), 0)
-            self.counters[(path, what)] = n + 1
+            n = self.counters.get((path, what, epoch), 0)
+            self.counters[(path, what, epoch)] = n + 1
             return n
 
     def _log(self, **row) -> None:
@@ -57,12 +58,16 @@ class Handler(BaseHTTPRequestHandler):
         range_header = self.headers.get("Range", "")
         start = int(range_header[6:].split("-")[0]) if range_header.startswith("bytes=") else None
         status = faults.get("status")
-        if status and self._count(path, "status") < faults.get("status_times", 10**9):
+        if status and self._count(path, "status", faults.get("epoch")) < faults.get("status_times", 10**9):
             return self._bare(status, path, start)
         if not file.is_file():
             return self._bare(404, path, start)
         size = file.stat().st_size
-        if start is not None and faults.get("range_416") and self._count(path, "416") < faults["range_416"]:
+        if (
+            start is not None
+            and faults.get("range_416")
+            and self._count(path, "416", faults.get("epoch")) < faults["range_416"]
+        ):
             return self._bare(416, path, start, {"Content-Range": f"bytes */{size}"})
         if start is not None and faults.get("ignore_range"):
             start = None
@@ -78,7 +83,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         limit = size - first
         drop = faults.get("drop_after")
-        if drop is not None and self._count(path, "drop") < faults.get("drops", 10**9):
+        if drop is not None and self._count(path, "drop", faults.get("epoch")) < faults.get("drops", 10**9):
             limit = min(limit, drop)
         stall = faults.get("stall_after")
         rate = faults.get("rate")

@@ -74,6 +74,20 @@ def test_dropped_connections_resume_without_refetching(files, box):
     assert done.refetched == 0
 
 
+def test_a_drop_after_progress_reconnects_at_once_with_no_backoff(files, tmp_path):
+    library, _, downloader = make_box(tmp_path / "slow-backoff", backoff_s=30.0, backoff_max_s=30.0)
+    url = publish(zim(BIG), files.root, files.url)
+    files.faults({f"/{BIG}.zim": {"drop_after": 100_000}})
+    began = time.monotonic()
+    downloader.add(url, kind="zim", name="be")
+    [done] = downloader.run()
+    assert done.state == "done" and done.error == "", done.error
+    assert time.monotonic() - began < 20  # four drops, each followed at once by a reconnect (a backoff: 4 x 30 s)
+    assert len(files.requests(f"/{BIG}.zim")) == 5 and sha256(Path(done.result)) == sha256(zim(BIG))
+    downloader.close()
+    library.close()
+
+
 def test_wrong_checksum_is_deleted_and_reported_with_both_hashes(files, box):
     library, _, downloader = box
     library.add(shutil.copy(zim("small_nons"), library.archives_dir / "kept.zim"))

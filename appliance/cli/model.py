@@ -227,5 +227,70 @@ def verify_cmd(directory):
     click.echo(f"OK: every checksum matches ({directory})")
 
 
+def _models_dir():
+    return click.get_current_context().find_root().obj.data().models
+
+
+@model.command("pull")
+@click.argument("repo_or_url")
+@click.option(
+    "--bits",
+    type=click.Choice(["2", "3", "4", "5", "6", "8"]),
+    default=None,
+    help="Quantization bits for an unquantized repository (default 4).",
+)
+@click.option("--name", help="Folder name under the data dir's models/ (default: the repository's name and bits).")
+@click.option(
+    "--endpoint",
+    help="A Hugging Face Hub or a mirror of it on your LAN (default: $HF_ENDPOINT, else huggingface_hub's own).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--json", "as_json", is_flag=True, help="Print the converted model's info as JSON.")
+def pull_cmd(repo_or_url, bits, name, endpoint, quiet, as_json):
+    """Download a Hugging Face repository (ORG/NAME[@REV] or a Hub URL) and convert it into models/ in one step.
+
+    The model is built under models/.partial/ and moved into place only once it verifies; an interrupted
+    download goes on from what arrived the next time.
+    """
+    from ..models import ModelError, pull
+
+    llm_engine = _engine()
+    log = (lambda m: None) if as_json else (lambda m: click.echo(m, err=True))
+    try:
+        dest = pull(
+            repo_or_url,
+            _models_dir(),
+            bits=int(bits) if bits else None,
+            name=name,
+            endpoint=endpoint,
+            progress=not (quiet or as_json),
+            log=log,
+        )
+    except ModelError as e:
+        raise _fail(e) from None
+    info = llm_engine.info(dest)
+    if as_json:
+        click.echo(json.dumps({"path": str(dest), "info": info}, indent=2))
+        return
+    click.echo(
+        f"pulled {repo_or_url} -> {dest}: {info['model_type']}, {info['moe_layers']} MoE layers, "
+        f"experts {_human(info['expert_bytes'])}, resident {_human(info['resident_bytes'])}"
+    )
+
+
+@model.command("import")
+@click.argument("path", type=click.Path(exists=True, file_okay=False))
+@click.option("--name", help="Folder name under the data dir's models/ (default: the folder's own name).")
+def import_cmd(path, name):
+    """Copy a converted model folder (from a drive, another box) into models/, verified before and after."""
+    from ..models import ModelError, import_model
+
+    try:
+        dest = import_model(path, _models_dir(), name=name)
+    except ModelError as e:
+        raise _fail(e) from None
+    click.echo(f"imported {path} -> {dest} (every checksum matches)")
+
+
 if __name__ == "__main__":
     model()

@@ -97,7 +97,7 @@ def status(state: CliState, as_json: bool):
         "data_dir": str(data.root),
         "books": [{"name": b.name, "title": b.title, "articles": b.article_count, "size": b.size} for b in books],
         "maps": sorted(p.name for p in maps.scan().values()),
-        "models": sorted(p.name for p in data.models.iterdir() if p.is_dir()),
+        "models": sorted(p.name for p in data.models.iterdir() if p.is_dir() and not p.name.startswith(".")),
         "disk": {"free_bytes": disk.free, "total_bytes": disk.total},
         "service": detect(data).describe(),
         "answering": bool(live),

@@ -1,4 +1,5 @@
-"""Run the portal under gunicorn in this process, with the model server beside it when one is configured."""
+"""Run the portal under gunicorn in this process, with the downloader's process beside it (it resumes the download
+jobs) and the model server when one is configured."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from gunicorn.app.base import BaseApplication
 
 from ..config import Config
 from ..datadir import DataDir
+from .download_process import start_download_process
 from .model_process import start_model_server, stop_child
 
 
@@ -48,10 +50,12 @@ def gunicorn_options(config: Config, data: DataDir, host: str, port: int, worker
 
 
 def serve(config: Config, data: DataDir, host: str, port: int, workers: int) -> None:
-    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the model server, if started, stops with it."""
+    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the downloader and the model server stop with it."""
     model = start_model_server(config, data)
+    downloads = start_download_process(config, data)
     try:
         _Gunicorn(gunicorn_options(config, data, host, port, workers), config).run()
     finally:
+        stop_child(downloads)
         if model is not None:
             stop_child(model)

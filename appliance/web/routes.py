@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import assistant, catalog, maps, portal, reader, search, worker_state
+from . import assistant, catalog, jobs, maps, portal, reader, search, worker_state
 from .render import wants_json
 
 ROUTES = {
@@ -36,6 +36,10 @@ ROUTES = {
     "assistant": [
         ("/assistant", assistant.assistant_page),
         ("/assistant/stream", assistant.stream, ["GET", "HEAD", "POST"]),
+    ],
+    "jobs": [  # read-only: a job is changed from the CLI until the admin console has its login
+        ("/api/jobs", jobs.jobs_list),
+        ("/api/jobs/<int:job_id>", jobs.job_detail),
     ],
 }
 
@@ -72,7 +76,7 @@ def duration(seconds: float) -> str:
 
 
 def _http_error(e: HTTPException):
-    if wants_json() or request.path == "/healthz":
+    if wants_json() or request.path == "/healthz" or request.path.startswith("/api/"):
         return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
     return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
 

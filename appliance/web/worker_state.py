@@ -80,9 +80,19 @@ class WorkerState:
             lambda: {
                 "books": self.library.count(),
                 "maps": len(self.maps.registry.scan()),  # .pmtiles and .mbtiles, in maps/ or added from elsewhere
-                "models": sum(1 for p in self.data.models.iterdir() if p.is_dir()) if self.data.models.exists() else 0,
+                "models": sum(1 for p in self.data.models.iterdir() if p.is_dir() and not p.name.startswith("."))
+                if self.data.models.exists()
+                else 0,
             },
         )
+
+    def jobs(self):
+        """The download jobs (read here; the downloader's own process runs them), opened on first use."""
+        if "jobs" not in self._cache:
+            from content.downloads import JobStore
+
+            self._cache["jobs"] = JobStore(self.data.db)
+        return self._cache["jobs"]
 
     def disk(self) -> dict[str, int]:
         def measure():
@@ -92,6 +102,8 @@ class WorkerState:
         return self._cached("disk", measure)
 
     def close(self) -> None:
+        if "jobs" in self._cache:
+            self._cache.pop("jobs").close()
         self.maps.registry.close()
         self.library.close()
 
