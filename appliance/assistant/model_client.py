@@ -15,7 +15,18 @@ from typing import Iterator
 
 
 class ModelUnavailable(Exception):
-    """No model answers at the configured URL, or it refused the request; the message says which."""
+    """No model answers at the configured URL, or it refused the request; the message says which.
+
+    `status` is the HTTP status of a refusal (None: nothing answered, or the connection broke), so a caller
+    can tell a request that will never succeed (4xx) from a server that may come back."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ def list_models(base: str, timeout: float = 3.0) -> list[str]:
         with urllib.request.urlopen(_endpoint(base, "/models"), timeout=timeout) as r:
             data = json.load(r)
     except urllib.error.HTTPError as e:
-        raise ModelUnavailable(_error_text(e)) from None
+        raise ModelUnavailable(_error_text(e), e.code) from None
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"no model server answers at {base} ({_reason(e)})") from None
     return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
@@ -80,6 +91,17 @@ def probe(base: str, model: str = "", timeout: float = 2.0) -> ServerState:
         return ServerState(base, [], None, str(e))
     chosen = model or (names[0] if names else None)
     return ServerState(base, names, chosen, None if chosen else f"the model server at {base} lists no model")
+
+
+def health(base: str, timeout: float = 2.0) -> dict | None:
+    """`almanac model serve`'s GET /health ({"busy", "queued", ...}); None when the server has none or is down."""
+    root = base.rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/health", timeout=timeout) as r:
+            data = json.load(r)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _reason(e: Exception) -> str:
@@ -119,7 +141,7 @@ def chat_stream(
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
-        raise ModelUnavailable(_error_text(e)) from None
+        raise ModelUnavailable(_error_text(e), e.code) from None
     except OSError as e:
         raise ModelUnavailable(f"no model server answers at {base} ({_reason(e)})") from None
     finish, usage = None, None

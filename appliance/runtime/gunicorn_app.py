@@ -6,7 +6,8 @@ from gunicorn.app.base import BaseApplication
 
 from ..config import Config
 from ..datadir import DataDir
-from .model_process import start_model_server, stop_child
+from .answer_runner import start_runner
+from .model_process import start_model_servers, stop_child
 
 
 class _Gunicorn(BaseApplication):
@@ -48,10 +49,14 @@ def gunicorn_options(config: Config, data: DataDir, host: str, port: int, worker
 
 
 def serve(config: Config, data: DataDir, host: str, port: int, workers: int) -> None:
-    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the model server, if started, stops with it."""
-    model = start_model_server(config, data)
+    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the model servers and the answer runner, if
+    started, stop with it."""
+    children = start_model_servers(config, data)
+    runner = start_runner(config, data)
+    if runner is not None:
+        children.insert(0, runner)  # stopped first: it hands its job back to the queue before the model goes
     try:
         _Gunicorn(gunicorn_options(config, data, host, port, workers), config).run()
     finally:
-        if model is not None:
-            stop_child(model)
+        for child in children:
+            stop_child(child)

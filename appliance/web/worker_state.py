@@ -15,6 +15,9 @@ from content.maps.gazetteer import Gazetteer, GazetteerError
 from content.maps.geoindex import GeoIndex
 from content.maps.registry import MapRegistry
 
+from ..assistant.conversations import ConversationStore
+from ..assistant.jobs import JobStore
+from ..assistant.speeds import SpeedStore
 from ..config import Config
 from ..datadir import DataDir
 
@@ -61,6 +64,26 @@ class WorkerState:
     started_at: float
     version: str
     _cache: dict = field(default_factory=dict, repr=False)
+    _stores: dict = field(default_factory=dict, repr=False)
+
+    def _store(self, kind):
+        store = self._stores.get(kind)
+        if store is None:
+            store = self._stores.setdefault(kind, kind(self.data.db))
+        return store
+
+    @property
+    def jobs(self) -> JobStore:
+        """The waiting answers (written by the answer runner, asked for and read here)."""
+        return self._store(JobStore)
+
+    @property
+    def speeds(self) -> SpeedStore:
+        return self._store(SpeedStore)
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self._store(ConversationStore)
 
     def uptime_s(self) -> float:
         return round(time.time() - self.started_at, 1)
@@ -92,6 +115,8 @@ class WorkerState:
         return self._cached("disk", measure)
 
     def close(self) -> None:
+        for store in self._stores.values():
+            store.close()
         self.maps.registry.close()
         self.library.close()
 

@@ -95,12 +95,18 @@ def test_bad_questions_are_a_clear_400_and_a_stream_error(client, q, message):
     assert client.get("/healthz").status_code == 200
 
 
-def test_citations_become_links_and_the_answer_is_escaped():
+def test_citations_become_links_invalid_ones_go_and_the_answer_is_escaped():
     cited = [{"n": 1}, {"n": 2}]
     html = str(cite("Etna <b>erupts</b> [1][2], see [3] & [0].", cited))
     assert html == (
         'Etna &lt;b&gt;erupts&lt;/b&gt; <a class="cite" href="#source-1">[1]</a>'
-        '<a class="cite" href="#source-2">[2]</a>, see [3] &amp; [0].'
+        '<a class="cite" href="#source-2">[2]</a>, see  &amp; .'
+    )
+    # With its passage known, a citation leads to the article's section and shows the passage on hover.
+    cited = [{"n": 1, "url": "/content/b/Etna#Eruptions", "text": 'It erupts "often" & loudly.'}]
+    assert str(cite("Yes [1].", cited)) == (
+        'Yes <a class="cite" href="/content/b/Etna#Eruptions" data-source="source-1"'
+        ' title="It erupts &#34;often&#34; &amp; loudly.">[1]</a>.'
     )
 
 
