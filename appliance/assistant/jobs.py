@@ -90,7 +90,7 @@ class Job:
         return self.status in WAITING
 
     def to_json(self) -> dict:
-        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("device", "messages")}
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "device"}
         out["url"] = f"/answers/{self.id}"
         return out
 

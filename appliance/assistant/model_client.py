@@ -7,6 +7,7 @@ not justify an HTTP library.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -144,7 +145,7 @@ def chat_stream(
         raise ModelUnavailable(_error_text(e), e.code) from None
     except OSError as e:
         raise ModelUnavailable(f"no model server answers at {base} ({_reason(e)})") from None
-    finish, usage = None, None
+    finish, usage, ended = None, None, False
     try:
         with resp:
             for raw in resp:
@@ -153,14 +154,23 @@ def chat_stream(
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    ended = True
                     break
                 chunk = json.loads(payload)
+                if chunk.get("error"):  # the server failed after the stream began: it says so in-band
+                    err = chunk["error"]
+                    raise ModelUnavailable(
+                        f"the model server failed midway: {err.get('message') if isinstance(err, dict) else err}",
+                        (err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), int) else None),
+                    )
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield Delta(text)
                     finish = choice.get("finish_reason") or finish
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise ModelUnavailable(f"the model server stopped answering ({_reason(e)})") from None
+    if not ended and finish is None:  # the connection closed midway, with no word of why
+        raise ModelUnavailable("the model server stopped answering (the stream ended before the answer)")
     yield Finished(finish, usage)

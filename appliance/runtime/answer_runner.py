@@ -25,6 +25,7 @@ from ..config import Config, load_config
 from ..datadir import DataDir, prepare
 
 PARENT_CHECK_S = 0.5
+LOCK_WAIT_S = 0.5
 
 
 def deep_model(config: Config) -> DeepModel:
@@ -66,17 +67,23 @@ def _watch_parent(parent: int, stop: threading.Event) -> None:
 def main(argv: list[str]) -> int:
     config = load_config()
     data = prepare(config)
-    lock = open(data.root / "answers.lock", "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        _log("another answer runner owns the queue; this one exits")
-        return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if argv:
         threading.Thread(target=_watch_parent, args=(int(argv[0]), stop), daemon=True).start()
+    lock = open(data.root / "answers.lock", "a")
+    waited = False
+    while True:  # one owner: a runner still finishing (its portal just killed) hands over when it exits
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if not waited:
+                _log("another answer runner owns the queue; waiting for it to stop")
+                waited = True
+            if stop.wait(LOCK_WAIT_S):
+                return 0
     deep = deep_model(config)
     _log(f"answer runner up (pid {os.getpid()}), deep model at {deep.url or 'nowhere'}")
     jobs, speeds = JobStore(data.db), SpeedStore(data.db)

@@ -144,7 +144,7 @@ def _own(job_id: int) -> Job:
 def answer_page(job_id: int):
     """One waiting answer: its progress while it waits, the answer with its sources once written."""
     job = _own(job_id)
-    if job.status == "done" and not job.seen:
+    if job.status == "done" and not job.seen and not wants_json():  # read by a person, not polled by a script
         worker_state.get().jobs.mark_seen(job.id)
     return page("answer.html", {"job": _timed([job])[0]})
 
