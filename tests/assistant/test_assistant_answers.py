@@ -193,7 +193,14 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             hrefs = b.evaluate("[...document.querySelectorAll('#sources li > a')].map(a => a.getAttribute('href'))")
             assert hrefs == [p["url"] for p in expected["passages"]]
             assert b.evaluate("document.getElementById('error').hidden") is True
-            assert b.evaluate("location.search") == "?q=" + urllib.parse.quote(QUESTION)
+            # The conversation is saved on the box; the address resumes it.
+            assert b.evaluate("location.search").startswith("?c=")
+            saved = b.evaluate(
+                "fetch('/conversations/' + new URLSearchParams(location.search).get('c') + '?format=json')"
+                ".then(r => r.json())",
+                await_promise=True,
+            )
+            assert [(e["q"], e["a"]) for e in saved["entries"]] == [(QUESTION, expected["answer"])]
             # A follow-up: the first turn moves up into the conversation, the second is asked with it.
             follow = "Where do they come from?"
             body = json.dumps({"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}).encode()
