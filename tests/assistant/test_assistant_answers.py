@@ -272,3 +272,10 @@ def test_almanac_ask_gives_the_pages_answer_from_the_same_generator(client, mode
     assert (
         f"[1] {got['passages'][0]['title']} ({got['passages'][0]['book']}: {got['passages'][0]['url']})" in text.stdout
     )
+
+
+def test_a_question_the_library_does_not_cover_never_reaches_the_model(client):
+    r = client.get("/assistant/stream", query_string={"q": "Who won the football world cup in 1998?"})
+    got = sse_events(r.get_data(as_text=True))
+    assert [n for n, _ in got] == ["passages", "done"]  # no delta: the model wrote nothing
+    assert got[1][1]["declined"] is True and got[1][1]["answered"] is False
