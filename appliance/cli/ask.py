@@ -63,11 +63,19 @@ def ask(state: CliState, question: str, books: tuple[str, ...], as_json: bool, l
             )
         elif isinstance(event, Done):
             result["message"] = event.message
+            if event.nearest is not None:
+                result["nearest"] = event.nearest
             if event.answered:
                 result.update(answer="".join(text), finish_reason=event.finish_reason, usage=event.usage)
     library.close()
     if as_json:
         click.echo(json.dumps(result, ensure_ascii=False, indent=2))
+        return
+    if "nearest" in result:
+        click.echo(result["message"])
+        click.echo(
+            "The nearest titles:" + "".join(f"\n  {t['title']} ({t['book']}: {t['url']})" for t in result["nearest"])
+        )
         return
     if not result["passages"]:
         click.echo("Nothing in the library matches this question.")
