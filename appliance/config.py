@@ -153,9 +153,16 @@ def _check_ranges(values: dict, source: str) -> None:
     ):
         if not low <= assistant[key] <= high:
             raise ConfigError(source, f"assistant.{key}", f"{assistant[key]} is out of range {low}-{high}")
-    url = str(assistant["url"]).strip()
-    if url and not url.startswith(("http://", "https://")):
-        raise ConfigError(source, "assistant.url", f"{url!r} is not an http:// or https:// URL")
+    if not 0 <= assistant["min_coverage"] <= 1:
+        raise ConfigError(source, "assistant.min_coverage", f"{assistant['min_coverage']} is out of range 0-1")
+    deep = assistant["deep"]
+    for key, low, high in (("passages", 1, 20), ("max_tokens", 1, 32768), ("timeout_s", 1, 86400)):
+        if not low <= deep[key] <= high:
+            raise ConfigError(source, f"assistant.deep.{key}", f"{deep[key]} is out of range {low}-{high}")
+    for key, url in (("assistant.url", assistant["url"]), ("assistant.deep.url", deep["url"])):
+        url = str(url).strip()
+        if url and not url.startswith(("http://", "https://")):
+            raise ConfigError(source, key, f"{url!r} is not an http:// or https:// URL")
 
 
 def read_user_file(path: Path) -> dict[str, Any]:

@@ -52,13 +52,18 @@ _VOID = frozenset("area base br col embed hr img input link meta source track wb
 
 
 class _Paragraphs(HTMLParser):
-    """Collects an article's text a block at a time, as (text, is_heading), leaving out page furniture."""
+    """Collects an article's text a block at a time, as (text, is_heading, anchor), leaving out page furniture.
+
+    `anchor` is the id of the section the block is in: of its heading, or of an element inside that heading
+    (MediaWiki's <span class="mw-headline" id=...>), "" before the first heading that has one.
+    """
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
-        self.blocks: list[tuple[str, bool]] = []
+        self.blocks: list[tuple[str, bool, str]] = []
         self._text: list[str] = []
         self._heading = False
+        self._anchor = ""
         self._skip: list[str] = []  # open tags of the subtree being skipped
 
     def handle_starttag(self, tag, attrs):
@@ -74,6 +79,11 @@ class _Paragraphs(HTMLParser):
         if tag in BLOCKS:
             self._flush()
             self._heading = tag in HEADINGS
+            if tag in HEADINGS:
+                self._anchor = ""  # a new section: its own id, or none
+        element_id = next((v for k, v in attrs if k == "id" and v), None)
+        if self._heading and element_id and not self._anchor:
+            self._anchor = element_id
 
     def handle_endtag(self, tag):
         if self._skip:
@@ -94,7 +104,7 @@ class _Paragraphs(HTMLParser):
         text = _SPACE.sub(" ", "".join(self._text)).strip()
         self._text = []
         if text:
-            self.blocks.append((text, self._heading))
+            self.blocks.append((text, self._heading, self._anchor))
 
     def close(self):
         super().close()
@@ -116,6 +126,8 @@ class Passage:
     title: str
     text: str
     score: float
+    coverage: float = 1.0  # the share of the question's keywords in the passage, rare ones weighing more
+    anchor: str = ""  # the id of the article's section the passage comes from ("" for the top)
 
 
 def keywords(question: str) -> list[str]:
@@ -135,25 +147,31 @@ def paragraphs(page: bytes) -> list[str]:
     Blocks without a sentence in them (menus, link lists) are not prose; a heading is kept only as the start
     of the paragraph that follows it.
     """
+    return [text for text, _ in sections(page)]
+
+
+def sections(page: bytes) -> list[tuple[str, str]]:
+    """paragraphs(page), each with the anchor of the section it starts in (see _Paragraphs)."""
     parser = _Paragraphs()
     parser.feed(page.decode("utf-8", "replace"))
     parser.close()
-    out, pending, heading = [], "", ""
-    for block, is_heading in parser.blocks:
+    out, pending, pending_anchor, heading = [], "", "", ""
+    for block, is_heading, anchor in parser.blocks:
         if is_heading:
             heading = block if len(block) <= HEADING_MAX else ""  # opens the next paragraph
             continue
         if not _SENTENCE_END.search(block):
             continue  # a menu, a list of links, a caption: not prose
         text = " ".join(t for t in (pending, heading, block) if t)
+        anchor = pending_anchor if pending else anchor
         heading = ""
         if len(text) < PASSAGE_MIN:
-            pending = text  # a short paragraph joins the next one
+            pending, pending_anchor = text, anchor  # a short paragraph joins the next one
             continue
-        out.extend(_cut(text))
+        out.extend((piece, anchor) for piece in _cut(text))
         pending = ""
     if pending:
-        out.append(pending)
+        out.append((pending, pending_anchor))
     return out
 
 
@@ -234,7 +252,7 @@ def find(
         raise QueryError("the question has no words to look up")
     extra = [w for w in keywords(context) if w not in words][:CONTEXT_WORDS]
     by_name = dict(archives)
-    pieces: list[tuple[str, str, str, str]] = []  # book, path, title, text
+    pieces: list[tuple[str, str, str, str, str]] = []  # book, path, title, text, anchor
     for name, path in candidate_articles(archives, words + extra, articles):
         try:
             entry = by_name[name].get_entry_by_path(path)
@@ -245,21 +263,21 @@ def find(
         except (KeyError, RuntimeError):  # listed by the index but gone or unreadable: skip it
             continue
         title = entry.title or path
-        pieces.extend((name, path, title, text) for text in paragraphs(page))
+        pieces.extend((name, path, title, text, anchor) for text, anchor in sections(page))
     if not pieces:
         return []
     return _rank(pieces, [w[:PREFIX] for w in words], [w[:PREFIX] for w in extra], k, per_article)
 
 
 def _rank(
-    pieces: list[tuple[str, str, str, str]], asked: list[str], context: list[str], k: int, per_article: int
+    pieces: list[tuple[str, str, str, str, str]], asked: list[str], context: list[str], k: int, per_article: int
 ) -> list[Passage]:
     """BM25 over the pieces; the question's own terms count fully, the conversation's at CONTEXT_WEIGHT."""
     asked = list(dict.fromkeys(asked))  # "volcano" and "volcanoes" are one term
     weights = {t: 1.0 for t in asked}
     for t in context:
         weights.setdefault(t, CONTEXT_WEIGHT)
-    docs = [Counter(_stems(text)) for *_, text in pieces]
+    docs = [Counter(_stems(text)) for _, _, _, text, _ in pieces]
     lengths = [sum(d.values()) for d in docs]
     avg = sum(lengths) / len(lengths) or 1.0
     n = len(docs)
@@ -268,8 +286,9 @@ def _rank(
         for t, w in weights.items()
         for df in [sum(1 for d in docs if t in d)]
     }
+    asked_idf = sum(idf[t] for t in asked) or 1.0
     scored = []
-    for (book, path, title, text), doc, length in zip(pieces, docs, lengths):
+    for (book, path, title, text, anchor), doc, length in zip(pieces, docs, lengths):
         score = sum(
             idf[t] * doc[t] * (BM25_K1 + 1) / (doc[t] + BM25_K1 * (1 - BM25_B + BM25_B * length / avg))
             for t in weights
@@ -279,7 +298,8 @@ def _rank(
             # A passage of an article named for what is asked is likelier to answer it.
             title_terms = set(_stems(title))
             score *= 1 + 0.5 * sum(t in title_terms for t in asked) / len(asked)
-            scored.append(Passage(book, path, title, text, round(score, 4)))
+            coverage = sum(idf[t] for t in asked if doc[t]) / asked_idf
+            scored.append(Passage(book, path, title, text, round(score, 4), round(coverage, 3), anchor))
     scored.sort(key=lambda p: -p.score)
     out, taken = [], Counter()
     for p in scored:

@@ -148,3 +148,10 @@ def test_a_follow_up_question_is_read_in_the_light_of_the_conversation(book):
         == "volcanoes"
     )
     assert passages.find(book, "What is bread made of?", k=1, context="Tell me about honey bees")[0].path == "bread"
+
+
+def test_a_passage_knows_its_section_and_how_much_of_the_question_it_covers(book):
+    found = passages.find(book, "Which volcano in Europe is the most active?", k=3)
+    assert found[0].title == "Volcanoes" and found[0].anchor == "in-europe" and found[0].coverage == 1.0
+    partly = passages.find(book, "Do volcanoes in Iceland make honey?", k=3)
+    assert partly and max(p.coverage for p in partly) < 0.8  # "iceland" is in no passage

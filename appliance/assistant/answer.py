@@ -29,16 +29,33 @@ class Settings:
     max_tokens: int = 512
     temperature: float = 0.2
     timeout_s: float = 300
+    min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question
 
     @classmethod
     def from_config(cls, section: dict) -> Settings:
+        """The quick model's settings: the `assistant` section."""
         return cls(
-            url=str(section["url"]),
+            url=str(section["url"]).strip(),
             model=str(section["model"]),
             passages=int(section["passages"]),
             max_tokens=int(section["max_tokens"]),
             temperature=float(section["temperature"]),
             timeout_s=float(section["timeout_s"]),
+            min_coverage=float(section["min_coverage"]),
+        )
+
+    @classmethod
+    def deep_from_config(cls, section: dict) -> Settings:
+        """The deep model's settings: `assistant.deep`, with the temperature and threshold of `assistant`."""
+        deep = section["deep"]
+        return cls(
+            url=str(deep["url"]).strip(),
+            model=str(deep["model"]),
+            passages=int(deep["passages"]),
+            max_tokens=int(deep["max_tokens"]),
+            temperature=float(section["temperature"]),
+            timeout_s=float(deep["timeout_s"]),
+            min_coverage=float(section["min_coverage"]),
         )
 
 
@@ -60,6 +77,8 @@ class Done:
     seconds: float | None = None
     message: str | None = None  # why there is no answer, for the reader
     error: str | None = None  # the model server's own reason, when it was asked and failed
+    first_token_s: float | None = None  # from asking to the first piece of the answer: reading the prompt
+    nearest: list[dict] | None = None  # declined: the library does not cover the question; its nearest titles
 
 
 @dataclass(frozen=True)
@@ -71,8 +90,12 @@ class Failed:
 Event = PassagesFound | TextDelta | Done | Failed
 
 
+NOT_COVERED = "The library does not cover this question."
+
+
 def cited(found: list) -> list[dict]:
-    """content.passages' Passages, numbered as the answer cites them, each with its article's URL."""
+    """content.passages' Passages, numbered as the answer cites them, each with the URL of its article's
+    section."""
     return [
         {
             "n": i,
@@ -80,11 +103,32 @@ def cited(found: list) -> list[dict]:
             "path": p.path,
             "title": p.title,
             "text": p.text,
-            "url": f"/content/{quote(p.book)}/{quote(p.path)}",
+            "url": f"/content/{quote(p.book)}/{quote(p.path)}" + (f"#{quote(p.anchor)}" if p.anchor else ""),
             "score": p.score,
+            "coverage": p.coverage,
         }
         for i, p in enumerate(found, start=1)
     ]
+
+
+def nearest_titles(sources: list[dict], limit: int = 5) -> list[dict]:
+    """The articles of passages too weak to cite, once each: what the library has nearest the question."""
+    out: dict[str, dict] = {}
+    for s in sources:
+        key = f"/content/{quote(s['book'])}/{quote(s['path'])}"
+        out.setdefault(key, {"title": s["title"], "book": s["book"], "url": key})
+    return list(out.values())[:limit]
+
+
+def find_sources(question: str, books: list[tuple[str, object]], settings: Settings, history: list[dict] = ()):
+    """The numbered passages for `question`, and the nearest titles when the library does not cover it (then
+    the passages are []). Raises content.search.QueryError for a question that cannot be searched.
+
+    Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation."""
+    sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
+    if sources and not history and max(s["coverage"] for s in sources) < settings.min_coverage:
+        return [], nearest_titles(sources)
+    return sources, None
 
 
 def answer(
@@ -100,15 +144,18 @@ def answer(
     lists (default: settings.model, else the first it lists).
     """
     try:
-        sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
+        sources, nearest = find_sources(question, books, settings, history)
     except QueryError as e:
         yield Failed("search", str(e))
         return
     yield PassagesFound(sources)
+    if nearest is not None:
+        yield Done(answered=False, message=NOT_COVERED, nearest=nearest)
+        return
     if not sources:
         yield Done(answered=False)
         return
-    t0, started, finish = time.monotonic(), False, None
+    t0, started, finish, first = time.monotonic(), False, None, None
     try:
         for event in model_client.chat_stream(
             settings.url,
@@ -119,7 +166,8 @@ def answer(
             timeout=settings.timeout_s,
         ):
             if isinstance(event, model_client.Delta):
-                started = True
+                if not started:
+                    started, first = True, time.monotonic()
                 yield TextDelta(event.text)
             else:
                 finish = event
@@ -139,4 +187,5 @@ def answer(
         finish_reason=finish.finish_reason if finish else None,
         usage=finish.usage if finish else None,
         seconds=round(time.monotonic() - t0, 2),
+        first_token_s=round(first - t0, 3) if first is not None else None,
     )

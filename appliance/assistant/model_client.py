@@ -7,6 +7,7 @@ not justify an HTTP library.
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -15,7 +16,18 @@ from typing import Iterator
 
 
 class ModelUnavailable(Exception):
-    """No model answers at the configured URL, or it refused the request; the message says which."""
+    """No model answers at the configured URL, or it refused the request; the message says which.
+
+    `status` is the HTTP status of a refusal (None: nothing answered, or the connection broke), so a caller
+    can tell a request that will never succeed (4xx) from a server that may come back."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def refused(self) -> bool:
+        return self.status is not None and 400 <= self.status < 500
 
 
 @dataclass(frozen=True)
@@ -52,7 +64,7 @@ def list_models(base: str, timeout: float = 3.0) -> list[str]:
         with urllib.request.urlopen(_endpoint(base, "/models"), timeout=timeout) as r:
             data = json.load(r)
     except urllib.error.HTTPError as e:
-        raise ModelUnavailable(_error_text(e)) from None
+        raise ModelUnavailable(_error_text(e), e.code) from None
     except (OSError, ValueError) as e:
         raise ModelUnavailable(f"no model server answers at {base} ({_reason(e)})") from None
     return [m["id"] for m in data.get("data", []) if isinstance(m, dict) and m.get("id")]
@@ -80,6 +92,17 @@ def probe(base: str, model: str = "", timeout: float = 2.0) -> ServerState:
         return ServerState(base, [], None, str(e))
     chosen = model or (names[0] if names else None)
     return ServerState(base, names, chosen, None if chosen else f"the model server at {base} lists no model")
+
+
+def health(base: str, timeout: float = 2.0) -> dict | None:
+    """`almanac model serve`'s GET /health ({"busy", "queued", ...}); None when the server has none or is down."""
+    root = base.rstrip("/").removesuffix("/v1")
+    try:
+        with urllib.request.urlopen(f"{root}/health", timeout=timeout) as r:
+            data = json.load(r)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _reason(e: Exception) -> str:
@@ -119,10 +142,10 @@ def chat_stream(
     try:
         resp = urllib.request.urlopen(req, timeout=timeout)
     except urllib.error.HTTPError as e:
-        raise ModelUnavailable(_error_text(e)) from None
+        raise ModelUnavailable(_error_text(e), e.code) from None
     except OSError as e:
         raise ModelUnavailable(f"no model server answers at {base} ({_reason(e)})") from None
-    finish, usage = None, None
+    finish, usage, ended = None, None, False
     try:
         with resp:
             for raw in resp:
@@ -131,14 +154,23 @@ def chat_stream(
                     continue
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    ended = True
                     break
                 chunk = json.loads(payload)
+                if chunk.get("error"):  # the server failed after the stream began: it says so in-band
+                    err = chunk["error"]
+                    raise ModelUnavailable(
+                        f"the model server failed midway: {err.get('message') if isinstance(err, dict) else err}",
+                        (err.get("code") if isinstance(err, dict) and isinstance(err.get("code"), int) else None),
+                    )
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
                     text = (choice.get("delta") or {}).get("content")
                     if text:
                         yield Delta(text)
                     finish = choice.get("finish_reason") or finish
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, http.client.HTTPException) as e:
         raise ModelUnavailable(f"the model server stopped answering ({_reason(e)})") from None
+    if not ended and finish is None:  # the connection closed midway, with no word of why
+        raise ModelUnavailable("the model server stopped answering (the stream ended before the answer)")
     yield Finished(finish, usage)

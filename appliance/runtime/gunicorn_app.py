@@ -1,5 +1,5 @@
-"""Run the portal under gunicorn in this process, with the downloader's process beside it (it resumes the download
-jobs) and the model server when one is configured."""
+"""Run the portal under gunicorn in this process, with its helper processes beside it: the downloader (it resumes
+the download jobs), the answer runner and the model servers when they are configured."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from gunicorn.app.base import BaseApplication
 
 from ..config import Config
 from ..datadir import DataDir
+from .answer_runner import start_runner
 from .download_process import start_download_process
-from .model_process import start_model_server, stop_child
+from .model_process import start_model_servers, stop_child
 
 
 class _Gunicorn(BaseApplication):
@@ -50,12 +51,15 @@ def gunicorn_options(config: Config, data: DataDir, host: str, port: int, worker
 
 
 def serve(config: Config, data: DataDir, host: str, port: int, workers: int) -> None:
-    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the downloader and the model server stop with it."""
-    model = start_model_server(config, data)
-    downloads = start_download_process(config, data)
+    """Serve until gunicorn is told to stop (SIGTERM, SIGINT); the model servers, the answer runner and the
+    downloader, if started, stop with it."""
+    children = start_model_servers(config, data)
+    runner = start_runner(config, data)
+    if runner is not None:
+        children.insert(0, runner)  # stopped first: it hands its job back to the queue before the model goes
+    children.insert(0, start_download_process(config, data))
     try:
         _Gunicorn(gunicorn_options(config, data, host, port, workers), config).run()
     finally:
-        stop_child(downloads)
-        if model is not None:
-            stop_child(model)
+        for child in children:
+            stop_child(child)

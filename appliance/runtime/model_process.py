@@ -22,34 +22,37 @@ class ModelServerError(RuntimeError):
     """The model beside the portal cannot be started; the message says why and what to change."""
 
 
-def model_server_address(config: Config) -> tuple[str, int]:
-    """Host and port of `assistant.url`, which must be this machine for Almanac to run the model there."""
-    parts = urlsplit(str(config.get("assistant.url")))
+def model_server_address(url: str, key: str = "assistant.url") -> tuple[str, int]:
+    """Host and port of a model server's URL, which must be this machine for Almanac to run the model there."""
+    parts = urlsplit(url)
     host = parts.hostname or ""
     if host not in LOCAL_HOSTS:
+        model_key = key.rsplit(".", 1)[0] + ".model_dir"
         raise ModelServerError(
-            f"assistant.model_dir is set, so assistant.url must be on this machine (127.0.0.1), not {host or 'empty'}"
+            f"{model_key} is set, so {key} must be on this machine (127.0.0.1), not {host or 'empty'}"
         )
     return "127.0.0.1", parts.port or 80
 
 
-def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None:
-    """Run `almanac model serve` for `assistant.model_dir` beside the portal, logging to logs/model.log.
+def start_model_server(config: Config, data: DataDir, prefix: str = "assistant") -> subprocess.Popen | None:
+    """Run `almanac model serve` for `<prefix>.model_dir` on the port of `<prefix>.url` beside the portal,
+    logging to logs/model.log (the deep model's to logs/model-deep.log).
 
     Nothing is started when the option is empty or a server already answers at the URL.
     """
-    directory = data.model_path(config.get("assistant.model_dir"))
+    key = f"{prefix}.model_dir"
+    directory = data.model_path(config.get(key))
     if directory is None:
         return None
     if not (directory / "manifest.json").is_file():
         raise ModelServerError(
-            f"assistant.model_dir: {directory} is not a converted model (no manifest.json); "
-            "convert one with `almanac model convert`"
+            f"{key}: {directory} is not a converted model (no manifest.json); convert one with `almanac model convert`"
         )
-    host, port = model_server_address(config)
-    if probe(str(config.get("assistant.url")), timeout=1.0).models:
-        return None  # one is running already (a previous portal's, or started by hand)
-    log = open(data.logs / "model.log", "ab")
+    url = str(config.get(f"{prefix}.url"))
+    host, port = model_server_address(url, f"{prefix}.url")
+    if probe(url, timeout=1.0).models:
+        return None  # one is running already (a previous portal's, started by hand, or the quick model's)
+    log = open(data.logs / ("model.log" if prefix == "assistant" else "model-deep.log"), "ab")
     return subprocess.Popen(
         [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--host", host, "--port", str(port)],
         stdin=subprocess.DEVNULL,
@@ -57,6 +60,22 @@ def start_model_server(config: Config, data: DataDir) -> subprocess.Popen | None
         stderr=log,
         env=os.environ.copy(),
     )
+
+
+def start_model_servers(config: Config, data: DataDir) -> list[subprocess.Popen]:
+    """The quick model's server and, when it is another one, the deep model's."""
+    started = [start_model_server(config, data)]
+    quick, deep = config.get("assistant"), config.get("assistant.deep")
+    same = str(deep["url"]).rstrip("/") == str(quick["url"]).rstrip("/")
+    if deep["model_dir"] and not same:
+        try:
+            started.append(start_model_server(config, data, "assistant.deep"))
+        except ModelServerError:
+            for proc in started:
+                if proc is not None:
+                    stop_child(proc)
+            raise
+    return [p for p in started if p is not None]
 
 
 def stop_child(proc: subprocess.Popen, wait_s: float = 20) -> None:

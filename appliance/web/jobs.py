@@ -16,7 +16,7 @@ def jobs_list():
     unknown = [s for s in wanted if s not in STATES]
     if unknown:
         abort(400, f"unknown state {unknown[0]!r} (known: {', '.join(STATES)})")
-    listed = worker_state.get().jobs().list(wanted or None)
+    listed = worker_state.get().downloads.list(wanted or None)
     counts = {s: 0 for s in STATES}
     for job in listed:
         counts[job.state] += 1
@@ -28,7 +28,7 @@ def job_detail(job_id: int):
     from content.downloads import JobError
 
     try:
-        job = worker_state.get().jobs().get(job_id)
+        job = worker_state.get().downloads.get(job_id)
     except JobError as e:
         abort(404, str(e))
     return jsonify(job.to_json())

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import assistant, catalog, jobs, maps, portal, reader, search, worker_state
+from . import answers, assistant, catalog, conversations, jobs, maps, portal, reader, search, worker_state
+from .device import known_device
 from .render import wants_json
 
 ROUTES = {
@@ -41,6 +42,22 @@ ROUTES = {
         ("/api/jobs", jobs.jobs_list),
         ("/api/jobs/<int:job_id>", jobs.job_detail),
     ],
+    "answers": [
+        ("/answers", answers.inbox),
+        ("/answers", answers.submit, ["POST"]),
+        ("/answers/ready", answers.ready),
+        ("/answers/<int:job_id>", answers.answer_page),
+        ("/answers/<int:job_id>", answers.delete, ["DELETE"]),
+        ("/answers/<int:job_id>/cancel", answers.cancel, ["POST"]),
+        ("/answers/<int:job_id>/delete", answers.delete, ["POST"]),
+    ],
+    "conversations": [
+        ("/conversations", conversations.conversation_list),
+        ("/conversations/<cid>", conversations.conversation),
+        ("/conversations/<cid>", conversations.delete, ["DELETE"]),
+        ("/conversations/<cid>/rename", conversations.rename, ["POST"]),
+        ("/conversations/<cid>/delete", conversations.delete, ["POST"]),
+    ],
 }
 
 
@@ -57,6 +74,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["human_bytes"] = human_bytes
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["cite"] = assistant.cite
+    app.jinja_env.filters["minutes"] = minutes
 
 
 def human_bytes(n: int) -> str:
@@ -65,6 +83,16 @@ def human_bytes(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     return str(n)
+
+
+def minutes(seconds: float | None) -> str:
+    """ "about 3 minutes", for a waiting answer's ETA; "" when it is not known."""
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "under a minute"
+    n = round(seconds / 60)
+    return f"about {n} minute{'s' if n != 1 else ''}" if n < 120 else f"about {round(n / 60)} hours"
 
 
 def duration(seconds: float) -> str:
@@ -109,4 +137,13 @@ def _layout_context() -> dict:
         "installed": s.installed(),
         "disk": s.disk(),
         "uptime_s": s.uptime_s(),
+        **_answers_waiting(s),
     }
+
+
+def _answers_waiting(s) -> dict:
+    """The header's "N answers ready" for this device (no cookie: none, and no database read)."""
+    dev = known_device()
+    if not dev or request.path.startswith("/static/"):
+        return {"answers_ready": 0, "answers_waiting": 0}
+    return {"answers_ready": s.answers.ready_count(dev), "answers_waiting": s.answers.pending_count(dev)}

@@ -10,11 +10,15 @@ from pathlib import Path
 
 from flask import current_app
 
+from content.downloads import JobStore as DownloadJobs
 from content.library import Library
 from content.maps.gazetteer import Gazetteer, GazetteerError
 from content.maps.geoindex import GeoIndex
 from content.maps.registry import MapRegistry
 
+from ..assistant.conversations import ConversationStore
+from ..assistant.jobs import JobStore
+from ..assistant.speeds import SpeedStore
 from ..config import Config
 from ..datadir import DataDir
 
@@ -61,6 +65,31 @@ class WorkerState:
     started_at: float
     version: str
     _cache: dict = field(default_factory=dict, repr=False)
+    _stores: dict = field(default_factory=dict, repr=False)
+
+    def _store(self, kind):
+        store = self._stores.get(kind)
+        if store is None:
+            store = self._stores.setdefault(kind, kind(self.data.db))
+        return store
+
+    @property
+    def answers(self) -> JobStore:
+        """The waiting answers (written by the answer runner, asked for and read here)."""
+        return self._store(JobStore)
+
+    @property
+    def downloads(self) -> DownloadJobs:
+        """The download jobs (read here; the downloader's own process runs them)."""
+        return self._store(DownloadJobs)
+
+    @property
+    def speeds(self) -> SpeedStore:
+        return self._store(SpeedStore)
+
+    @property
+    def conversations(self) -> ConversationStore:
+        return self._store(ConversationStore)
 
     def uptime_s(self) -> float:
         return round(time.time() - self.started_at, 1)
@@ -86,14 +115,6 @@ class WorkerState:
             },
         )
 
-    def jobs(self):
-        """The download jobs (read here; the downloader's own process runs them), opened on first use."""
-        if "jobs" not in self._cache:
-            from content.downloads import JobStore
-
-            self._cache["jobs"] = JobStore(self.data.db)
-        return self._cache["jobs"]
-
     def disk(self) -> dict[str, int]:
         def measure():
             usage = shutil.disk_usage(self.data.root)
@@ -102,8 +123,8 @@ class WorkerState:
         return self._cached("disk", measure)
 
     def close(self) -> None:
-        if "jobs" in self._cache:
-            self._cache.pop("jobs").close()
+        for store in self._stores.values():
+            store.close()
         self.maps.registry.close()
         self.library.close()
 

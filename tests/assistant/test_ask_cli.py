@@ -51,3 +51,14 @@ def test_book_choice_nothing_found_and_bad_questions(config):
     assert unknown.returncode == 1 and "none of the books nosuchbook is in this library" in unknown.stderr
     bad = almanac("ask", "the of")
     assert bad.returncode == 1 and "no words" in bad.stderr
+
+
+def test_almanac_ask_says_when_the_library_does_not_cover_the_question(tmp_path):
+    from almanac_testing import Portal
+
+    portal = Portal(tmp_path, f"assistant:\n  url: http://127.0.0.1:{free_port()}\n")
+    out = almanac("ask", "What is the population of the library of Alexandria?", env=portal.env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "The library does not cover this question." and lines[1] == "The nearest titles:"
+    assert "(example: /content/example/" in lines[2]

@@ -193,7 +193,14 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             hrefs = b.evaluate("[...document.querySelectorAll('#sources li > a')].map(a => a.getAttribute('href'))")
             assert hrefs == [p["url"] for p in expected["passages"]]
             assert b.evaluate("document.getElementById('error').hidden") is True
-            assert b.evaluate("location.search") == "?q=" + urllib.parse.quote(QUESTION)
+            # The conversation is saved on the box; the address resumes it.
+            assert b.evaluate("location.search").startswith("?c=")
+            saved = b.evaluate(
+                "fetch('/conversations/' + new URLSearchParams(location.search).get('c') + '?format=json')"
+                ".then(r => r.json())",
+                await_promise=True,
+            )
+            assert [(e["q"], e["a"]) for e in saved["entries"]] == [(QUESTION, expected["answer"])]
             # A follow-up: the first turn moves up into the conversation, the second is asked with it.
             follow = "Where do they come from?"
             body = json.dumps({"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}).encode()
@@ -265,3 +272,10 @@ def test_almanac_ask_gives_the_pages_answer_from_the_same_generator(client, mode
     assert (
         f"[1] {got['passages'][0]['title']} ({got['passages'][0]['book']}: {got['passages'][0]['url']})" in text.stdout
     )
+
+
+def test_a_question_the_library_does_not_cover_never_reaches_the_model(client):
+    r = client.get("/assistant/stream", query_string={"q": "Who won the football world cup in 1998?"})
+    got = sse_events(r.get_data(as_text=True))
+    assert [n for n, _ in got] == ["passages", "done"]  # no delta: the model wrote nothing
+    assert got[1][1]["declined"] is True and got[1][1]["answered"] is False

@@ -95,12 +95,18 @@ def test_bad_questions_are_a_clear_400_and_a_stream_error(client, q, message):
     assert client.get("/healthz").status_code == 200
 
 
-def test_citations_become_links_and_the_answer_is_escaped():
+def test_citations_become_links_invalid_ones_go_and_the_answer_is_escaped():
     cited = [{"n": 1}, {"n": 2}]
     html = str(cite("Etna <b>erupts</b> [1][2], see [3] & [0].", cited))
     assert html == (
         'Etna &lt;b&gt;erupts&lt;/b&gt; <a class="cite" href="#source-1">[1]</a>'
-        '<a class="cite" href="#source-2">[2]</a>, see [3] &amp; [0].'
+        '<a class="cite" href="#source-2">[2]</a>, see  &amp; .'
+    )
+    # With its passage known, a citation leads to the article's section and shows the passage on hover.
+    cited = [{"n": 1, "url": "/content/b/Etna#Eruptions", "text": 'It erupts "often" & loudly.'}]
+    assert str(cite("Yes [1].", cited)) == (
+        'Yes <a class="cite" href="/content/b/Etna#Eruptions" data-source="source-1"'
+        ' title="It erupts &#34;often&#34; &amp; loudly.">[1]</a>.'
     )
 
 
@@ -222,3 +228,52 @@ def test_the_prompt_carries_the_conversation_before_the_passages():
     assert messages[1]["content"] == "question 2"  # the oldest turns are dropped first
     assert len(messages[2]["content"]) == assistant.HISTORY_CHARS
     assert messages[-1]["content"].endswith("Question: How tall is it?") and "[1] Volcanoes" in messages[-1]["content"]
+
+
+UNCOVERED = "Who won the football world cup in 1998?"  # the shared archives hold words of it, not its answer
+
+
+def test_a_question_the_library_does_not_cover_is_declined_with_the_nearest_titles(client):
+    data = client.get("/assistant", query_string={"q": UNCOVERED, "format": "json"}).get_json()
+    assert data["declined"] is True and data["passages"] == [] and data["answer"] is None
+    assert data["error"] == "The library does not cover this question."
+    assert data["nearest"] and all(t["url"].startswith("/content/") and t["title"] for t in data["nearest"])
+    assert client.get(data["nearest"][0]["url"]).status_code == 200
+    html = client.get("/assistant", query_string={"q": UNCOVERED}).data.decode()
+    assert "The library does not cover this question." in html and data["nearest"][0]["title"] in html
+    got = sse_events(client.get("/assistant/stream", query_string={"q": UNCOVERED}).get_data(as_text=True))
+    assert got[0] == ("passages", []) and got[1][1]["declined"] is True and got[1][1]["nearest"] == data["nearest"]
+    # A question the library does answer is not declined, and its passages cover it.
+    covered = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    assert covered["declined"] is False and covered["passages"][0]["coverage"] >= 0.5
+
+
+def test_citations_lead_to_the_section_the_passage_came_from(client):
+    data = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
+    with_anchor = [p for p in data["passages"] if "#" in p["url"]]
+    assert with_anchor, data["passages"]
+    for p in with_anchor:
+        anchor = p["url"].split("#", 1)[1]
+        page = client.get(p["url"].split("#", 1)[0]).data.decode()
+        assert f'id="{anchor}"' in page  # the section exists in the article
+        section = page[page.index(f'id="{anchor}"') :]
+        assert p["text"][-30:] in plain_text(section.encode())  # ... and the passage is in it
+
+
+def test_min_coverage_zero_answers_from_whatever_was_found(tmp_path, data_dir, shared_library_db):
+    import shutil
+
+    from appliance.config import load_config
+    from appliance.web import create_app
+
+    (data_dir.parent / "config.yaml").write_text(
+        f"server:\n  host: 127.0.0.1\nassistant:\n  url: http://127.0.0.1:{free_port()}\n  min_coverage: 0\n"
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shared_library_db, data_dir / "almanac.db")
+    app = create_app(load_config())
+    try:
+        data = app.test_client().get("/assistant", query_string={"q": UNCOVERED, "format": "json"}).get_json()
+        assert data["declined"] is False and data["passages"]
+    finally:
+        app.extensions["almanac"].close()

