@@ -314,7 +314,8 @@ class LayerStore:
         stage's reads are done, while later reads go on: the caller computes with one stage
         while the next is read (MLX computes on its own thread; `preadv` releases the GIL).
         The first stage is the experts already in the bank plus one read; later stages
-        double in size, so compute starts early and the stage count stays logarithmic.
+        double in size, so compute starts early and the stage count stays logarithmic. Where
+        the device's read path is not staged (GPUs), there is one stage: the whole call.
         """
         plan = self.policy.plan(experts)
         lut = np.zeros(self.spec.num_experts, dtype=np.uint32)

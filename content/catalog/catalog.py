@@ -1,4 +1,4 @@
-"""A Kiwix catalog at a URL (library.kiwix.org, a mirror, or another box on the LAN), answered from the
+"""A Kiwix catalog at a URL (Kiwix's public one, a mirror, or another box on the LAN), answered from the
 network when it can be reached and from the SQLite cache when not, with the answer's age.
 
     cat = Catalog("http://192.168.1.20:8080", db_path)
