@@ -26,6 +26,8 @@ him his how i if in into is it its itself just me more most my no nor not now of
 out over own same she should so some such than that the their them then there these they this those through to
 too under until up very was we were what when where which while who whom why will with would you your yours
 tell explain describe please know give show mean means find
+што такое як дзе калі хто чаму колькі які якая якое якія ці гэта ёсць ёсьць і й у ў на з са пра для па мне можна
+что как где когда кто почему сколько какой какая какое какие ли это есть и в во с со о об про для по мне можно
 """.split()
 )
 
@@ -213,19 +215,47 @@ def candidate_articles(archives: list[tuple[str, object]], words: list[str], lim
                 found[key] += weight
                 order.setdefault(key, len(order) + rank)
 
+    def titled(archive, name: str, stem: str) -> None:
+        with searchers.titles(archive) as searcher:
+            for rank, path in enumerate(searcher.suggest(stem).getResults(0, limit)):
+                key = (name, path)
+                found[key] += 1
+                order.setdefault(key, len(order) + rank)
+
     for name, archive in archives:
-        if not archive.has_fulltext_index:
-            continue
-        search(archive, name, " ".join(words), len(words) + 1)
-        if len(words) > 1:
+        if archive.has_fulltext_index:
+            search(archive, name, " ".join(words), len(words) + 1)
+            if len(words) > 1:
+                for w in words:
+                    search(archive, name, w, 1)
+        if archive.has_title_index:
+            # libzim stems English words only: "каву" finds no article about "кава". A title that holds a word
+            # starting like the question's word without its ending ("кав") is a candidate too.
             for w in words:
-                search(archive, name, w, 1)
+                if not w.isascii() and len(w) > 3:
+                    titled(archive, name, w[: max(3, len(w) - (1 if len(w) <= 5 else 2))])
     ranked = sorted(found, key=lambda key: (-found[key], order[key]))
     return ranked[:limit]
 
 
+def _stem(word: str) -> str:
+    """A question word as it is matched. Outside ASCII (no stemmer in libzim; Slavic words change their ending:
+    "кава", "каву", "кавай") it is a root that a text word must start with: the word less its last letter, 3 or
+    4 letters long. bench/grounding.py measured it (Belarusian recall@5 0.69 -> 0.94 with the title search)."""
+    return word[:PREFIX] if word.isascii() else word[: max(3, min(4, len(word) - 1))]
+
+
 def _stems(text: str) -> list[str]:
-    return [w[:PREFIX] for w in _WORD.findall(text.lower())]
+    """A text's words as they are matched: ASCII ones on their first letters, the others whole (see _stem)."""
+    return [w[:PREFIX] if w.isascii() else w for w in _WORD.findall(text.lower())]
+
+
+def _counts(words: Counter, terms) -> dict[str, int]:
+    """How often each question term occurs among `words` (see _stem: a root matches the words it starts)."""
+    out = {}
+    for t in terms:
+        out[t] = words[t] if t.isascii() else sum(c for w, c in words.items() if w.startswith(t))
+    return out
 
 
 def find(
@@ -266,7 +296,7 @@ def find(
         pieces.extend((name, path, title, text, anchor) for text, anchor in sections(page))
     if not pieces:
         return []
-    return _rank(pieces, [w[:PREFIX] for w in words], [w[:PREFIX] for w in extra], k, per_article)
+    return _rank(pieces, [_stem(w) for w in words], [_stem(w) for w in extra], k, per_article)
 
 
 def _rank(
@@ -277,14 +307,15 @@ def _rank(
     weights = {t: 1.0 for t in asked}
     for t in context:
         weights.setdefault(t, CONTEXT_WEIGHT)
-    docs = [Counter(_stems(text)) for _, _, _, text, _ in pieces]
-    lengths = [sum(d.values()) for d in docs]
+    words = [Counter(_stems(text)) for _, _, _, text, _ in pieces]
+    lengths = [sum(d.values()) for d in words]
+    docs = [_counts(d, weights) for d in words]
     avg = sum(lengths) / len(lengths) or 1.0
     n = len(docs)
     idf = {
         t: w * math.log(1 + (n - df + 0.5) / (df + 0.5))
         for t, w in weights.items()
-        for df in [sum(1 for d in docs if t in d)]
+        for df in [sum(1 for d in docs if d[t])]
     }
     asked_idf = sum(idf[t] for t in asked) or 1.0
     scored = []
@@ -296,8 +327,8 @@ def _rank(
         )
         if score > 0:
             # A passage of an article named for what is asked is likelier to answer it.
-            title_terms = set(_stems(title))
-            score *= 1 + 0.5 * sum(t in title_terms for t in asked) / len(asked)
+            title_terms = _counts(Counter(_stems(title)), asked)
+            score *= 1 + 0.5 * sum(title_terms[t] > 0 for t in asked) / len(asked)
             coverage = sum(idf[t] for t in asked if doc[t]) / asked_idf
             scored.append(Passage(book, path, title, text, round(score, 4), round(coverage, 3), anchor))
     scored.sort(key=lambda p: -p.score)
