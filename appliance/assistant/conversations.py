@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from content import db
+from .sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -69,23 +67,8 @@ def title_of(question: str) -> str:
     return question if len(question) <= TITLE_CHARS else question[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-class ConversationStore:
-    def __init__(self, path: Path):
-        self._conn = db.connect(path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def _rows(self, sql: str, args=()) -> list:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
-
-    def _run(self, sql: str, args=()) -> int:
-        with self._lock:
-            return self._conn.execute(sql, args).rowcount
+class ConversationStore(SqliteStore):
+    SCHEMA = SCHEMA
 
     def create(self, device: str, question: str) -> Conversation:
         now, cid = time.time(), new_id()

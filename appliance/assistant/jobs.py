@@ -13,12 +13,10 @@ queued again at its old place, its answer restarted from the beginning, and its 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from content import db
+from .sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS answer_jobs (
@@ -103,25 +101,10 @@ def _job(row) -> Job:
     return Job(**d)
 
 
-class JobStore:
+class JobStore(SqliteStore):
     """The waiting answers of the state database at `path`; safe to share between threads."""
 
-    def __init__(self, path: Path):
-        self._conn = db.connect(path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
-
-    def _run(self, sql: str, args=()) -> int:
-        with self._lock:
-            return self._conn.execute(sql, args).rowcount
-
-    def _rows(self, sql: str, args=()) -> list:
-        with self._lock:
-            return self._conn.execute(sql, args).fetchall()
+    SCHEMA = SCHEMA
 
     # --- asking -----------------------------------------------------------------------------
 

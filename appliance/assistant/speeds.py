@@ -9,12 +9,10 @@ before it is sent) and the usual answer length, so an estimate needs no tokenize
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from content import db
+from .sqlite_store import SqliteStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS model_speeds (
@@ -56,15 +54,8 @@ def prompt_chars(messages: list[dict]) -> int:
     return sum(len(m.get("content") or "") for m in messages)
 
 
-class SpeedStore:
-    def __init__(self, path: Path):
-        self._conn = db.connect(path)
-        self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
-
-    def close(self) -> None:
-        self._conn.close()
+class SpeedStore(SqliteStore):
+    SCHEMA = SCHEMA
 
     def get(self, url: str) -> Speed | None:
         with self._lock:
