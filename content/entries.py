@@ -84,10 +84,17 @@ def random_path(archive) -> str | None:
         return resolve(entry).path
     except (KeyError, RuntimeError):
         pass
-    # Older archives flag no front articles at all: draw HTML entries by id instead.
+    # Older archives flag no front articles at all: draw HTML entries by id instead, and when a few draws
+    # find none (an archive of mostly images and scripts), walk on from a random id so that one is found if
+    # the archive has any.
+    count = archive.all_entry_count
+    if not count:
+        return None
     rng = random.Random()
-    for _ in range(64):
-        entry = archive._get_entry_by_id(rng.randrange(archive.all_entry_count))
+    ids = [rng.randrange(count) for _ in range(64)]
+    start = rng.randrange(count)
+    for i in ids + [(start + k) % count for k in range(count)]:
+        entry = archive._get_entry_by_id(i)
         if not entry.is_redirect and entry.get_item().mimetype.startswith("text/html"):
             return entry.path
     return None
