@@ -44,6 +44,18 @@ def almanac(*args: str, env: dict | None = None, timeout: float = 120) -> subpro
     )
 
 
+def stop_process(proc: subprocess.Popen, wait_s: float = 30) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within `wait_s`; returns once it has ended."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(wait_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -140,13 +152,8 @@ class Portal:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def __enter__(self) -> Portal:
         self.start()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from almanac_testing import ROOT, free_port, wait_http, zim
+from almanac_testing import ROOT, free_port, stop_process, wait_http, zim
 
 SHARED_BOOKS = ("example", "small_withns", "small_nons", "poor", "corner_cases", "wikibooks_be_all_nopic_2017-02")
 
@@ -84,11 +84,7 @@ def live_server(data_dir):
         wait_http(f"http://127.0.0.1:{port}/healthz")
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc, 20)
         log.close()
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import ROOT, free_port, wait_http
+from almanac_testing import ROOT, free_port, stop_process, wait_http
 
 FAULT_SERVER = Path(__file__).with_name("fault_server.py")
 
@@ -145,13 +145,8 @@ class KiwixServe:
         return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        if self.proc:
+            stop_process(self.proc, 10)
         if getattr(self, "log", None):
             self.log.close()
 

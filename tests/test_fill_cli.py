@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import MAPS, ROOT, almanac, free_port, wait_http, zim
+from almanac_testing import MAPS, ROOT, almanac, free_port, stop_process, wait_http, zim
 from fill_testing import FaultServer, KiwixServe, build_book, publish, sha256, wait_for
 
 RELEASES = [
@@ -119,12 +119,7 @@ class Box:
             wait_http(f"http://127.0.0.1:{self.port}/healthz")
             yield f"http://127.0.0.1:{self.port}"
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def get_json(url: str):
