@@ -1,31 +1,28 @@
 #!/usr/bin/env bash
-# The engine on a GPU, in one call of a lent machine with no network (see llm_engine/README.md,
-# "On a GPU"). Prepare here, once: python bench/pack_mlx_cuda.py --sm 90 --out .gpu/site.tar.xz
-# (.gpu/ is ignored via .git/info/exclude and carried with the call). Then run on the machine:
-#     bash bench/gpu_call.sh            (results under $OUT, or bench/results/ without $OUT)
-# Steps: MLX's CUDA backend from the carried archive; the parity tests on the GPU; the four
-# CUDA read paths compared on 4 layers; Qwen3-30B-A3B whole with the fastest path; then the
-# larger Qwen3-235B-A22B-shaped model (as many layers as the disk holds), cold.
+# The engine on a GPU, on a lent machine with no network (see llm_engine/README.md, "On a GPU").
+# Prepare here, once: python bench/pack_mlx_cuda.py --sm 90 --out .gpu/site.tar.xz
+# (.gpu/ is ignored via .git/info/exclude and carried with the call). Then, on the machine:
+#     bash bench/gpu_call.sh [STAGE ...]     (results under $OUT, or bench/results/ without $OUT)
+# Stages, each inside one 10-minute command (all three when none is named):
+#   paths   the parity tests on the GPU, then the four CUDA read paths compared on 4 layers
+#   30b     Qwen3-30B-A3B whole (48 layers) with the fastest read path
+#   235b    18 layers of Qwen3-235B-A22B's shapes (larger than the page cache it is left), cold
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 OUT=${OUT:-bench/results}
 WORK=${WORK:-/var/tmp/almanac-gpu}
+STAGES=${*:-paths 30b 235b}
 mkdir -p "$OUT" /tmp/site
-if [ -f .gpu/site.tar.xz ]; then
-    tar xJf .gpu/site.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+if [ -f .gpu/site.tar.xz ] && [ ! -d /tmp/site/mlx ]; then
+    tar xJf .gpu/site.tar.xz -C /tmp/site
 fi
+[ -d /tmp/site/mlx ] && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 python3 -c "import mlx.core as mx; assert mx.default_device().type == mx.gpu, 'MLX sees no GPU'" || exit 1
 
-timeout 300 python3 -m pytest -q -p no:cacheprovider tests/engine/test_parity.py 2>&1 | tail -15 > "$OUT/parity.log"
-tail -2 "$OUT/parity.log"
-
-for path in copy host prefetch fault; do
-    ALMANAC_CUDA_READ=$path timeout 150 python3 bench/engine_gpu.py --workdir "$WORK/l4" \
-        --model qwen3-30b-a3b --layers 4 --prompts 1 --tokens 16 --rounds 1 \
-        --configs resident,warm,cold --json "$OUT/read-path-$path.json" | tail -4
-done
-best=$(python3 - "$OUT" <<'EOF'
+# The read path a stage uses: the fastest warm decode of the "paths" stage, kept on the machine.
+fastest() {
+    python3 - "$WORK" <<'PY'
 import json, sys
 speed = {}
 for path in ("copy", "host", "prefetch", "fault"):
@@ -35,17 +32,39 @@ for path in ("copy", "host", "prefetch", "fault"):
     except (OSError, KeyError, ValueError):
         pass
 print(max(speed, key=speed.get) if speed else "copy")
-EOF
-)
-echo "fastest CUDA read path on 4 layers: $best"
-rm -rf "$WORK/l4"
+PY
+}
 
-ALMANAC_CUDA_READ=$best python3 bench/engine_gpu.py --workdir "$WORK" --model qwen3-30b-a3b \
-    --prompts 1,1500 --tokens 24 --rounds 2 --cache-gb 8 --json "$OUT/engine_gpu-qwen3-30b-a3b.json" | tail -12
-rm -rf "$WORK"
-# Qwen3-235B-A22B's layers: 1.36 GB of experts each; 18 layers (~25 GB) leave room on a 64 GB
-# disk for the MLX source during conversion. Cold is the case that matters: the page cache
-# never holds it (every expert is dropped after it is read).
-ALMANAC_CUDA_READ=$best python3 bench/engine_gpu.py --workdir "$WORK" --model qwen3-235b-a22b \
-    --layers 18 --prompts 1,1500 --tokens 16 --rounds 1 --cache-gb 8 \
-    --json "$OUT/engine_gpu-qwen3-235b-a22b-18l.json" | tail -12
+for stage in $STAGES; do
+    case $stage in
+    paths)
+        timeout 240 python3 -m pytest -q -p no:cacheprovider tests/engine/test_parity.py 2>&1 | tail -25 > "$OUT/parity.log"
+        tail -3 "$OUT/parity.log"
+        mkdir -p "$WORK"
+        for path in copy host prefetch fault; do
+            ALMANAC_CUDA_READ=$path timeout 100 python3 bench/engine_gpu.py --workdir "$WORK/l4" \
+                --model qwen3-30b-a3b --layers 4 --prompts 1 --tokens 16 --rounds 1 \
+                --configs resident,warm,cold --json "$WORK/read-path-$path.json" | tail -4
+            cp "$WORK/read-path-$path.json" "$OUT/" 2>/dev/null
+        done
+        rm -rf "$WORK/l4"
+        echo "fastest CUDA read path on 4 layers: $(fastest)"
+        ;;
+    30b)
+        ALMANAC_CUDA_READ=$(fastest) timeout 570 python3 bench/engine_gpu.py --workdir "$WORK/30b" \
+            --model qwen3-30b-a3b --prompts 1,1500 --tokens 24 --rounds 2 --cache-gb 8 \
+            --json "$OUT/engine_gpu-qwen3-30b-a3b.json" | tail -14
+        rm -rf "$WORK/30b"
+        ;;
+    235b)
+        # 1.36 GB of experts a layer; 18 layers (~25 GB) leave room on a 64 GB disk for the MLX
+        # source during conversion. Cold is the case that matters: every expert is dropped from
+        # the page cache after it is read, as for a model far larger than RAM.
+        ALMANAC_CUDA_READ=$(fastest) timeout 570 python3 bench/engine_gpu.py --workdir "$WORK/235b" \
+            --model qwen3-235b-a22b --layers 18 --prompts 1,1500 --tokens 16 --rounds 1 --cache-gb 8 \
+            --json "$OUT/engine_gpu-qwen3-235b-a22b-18l.json" | tail -14
+        rm -rf "$WORK/235b"
+        ;;
+    *) echo "unknown stage $stage (paths, 30b, 235b)"; exit 2 ;;
+    esac
+done
