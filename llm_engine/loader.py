@@ -38,6 +38,7 @@ class Engine:
     # prompt that extends one (a follow-up question) computes only its new tokens.
     prompt_cache: object | None = None
     _pools: tuple = field(repr=False, default=())
+    trained_experts_per_token: int = 0  # what the model routes to without an override; 0: dense
 
     def close(self) -> None:
         for pool in self._pools:
@@ -297,6 +298,7 @@ def load(
         cast_model(model)
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
+        trained_k = top_k_of(model, paths[0], int(config.get("num_experts_per_tok", 8))) if paths else 0
         if experts_per_token is not None:
             if not paths:
                 raise EngineError("--experts-per-token: this model has no experts (a dense model)")
@@ -318,5 +320,16 @@ def load(
 
         prompt_cache = LRUPromptCache(max_size=prompt_cache_entries, max_bytes=int(prompt_cache_gb * (1 << 30)))
     return Engine(
-        path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, prompt_cache, (sequencer, pool)
+        path,
+        model,
+        tokenizer,
+        config,
+        manifest,
+        stores,
+        io,
+        slots,
+        experts_per_token,
+        prompt_cache,
+        (sequencer, pool),
+        trained_experts_per_token=trained_k,
     )

@@ -94,16 +94,25 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     type=click.IntRange(1),
     default=None,
     help="Quality trade-off: route each token to K experts instead of the trained "
-    "number. Off by default; changes the model's answers.",
+    "number. Off by default; changes the model's answers, by how much is measured and printed first.",
 )
 def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
     try:
         with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
+            change = None
+            if experts_per_token is not None:
+                from llm_engine.quality import experts_per_token_change
+
+                change = experts_per_token_change(engine, experts_per_token)
+                click.echo(f"[lossy: {change.describe()}]", err=True)
             if as_json:
                 result = llm_engine.generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
-                click.echo(json.dumps(result.as_dict()))
+                out = result.as_dict()
+                if change is not None:
+                    out["quality_change"] = change.as_dict()
+                click.echo(json.dumps(out))
                 return
             stats = {}
             for step in llm_engine.stream_generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed):
