@@ -7,7 +7,7 @@ the file (mode 0600, replaced atomically on every change). The model server read
 changes, so a revoked token is refused from the next request on.
 
     token, secret = create(data, "kitchen laptop")   # give `secret` to the client, once
-    list_tokens(data)                                # [ApiToken(id, name, created, hint)]
+    list_tokens(data)                                # [ApiToken(id, name, created, hint, last_used)]
     revoke(data, token.id)                           # True if it existed
     token_file(data)                                 # the file to pass as `almanac model serve --api-tokens`
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import secrets
 import sqlite3
@@ -59,6 +60,7 @@ class ApiToken:
     name: str
     created: float  # Unix time
     hint: str  # the secret's first characters, to tell tokens apart; not enough to use one
+    last_used: float | None = None  # Unix time of its last request to a model server (noted once a minute)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -93,10 +95,22 @@ def create(data: DataDir, name: str) -> tuple[ApiToken, str]:
 
 
 def list_tokens(data: DataDir) -> list[ApiToken]:
-    """Every valid token, oldest first."""
+    """Every valid token, oldest first, with when a model server last saw it (None: never, or not yet noted)."""
     with _open(data) as conn:
-        rows = conn.execute("SELECT id, name, created, hint FROM api_tokens ORDER BY id").fetchall()
-    return [ApiToken(r["id"], r["name"], r["created"], r["hint"]) for r in rows]
+        rows = conn.execute("SELECT id, name, created, hint, digest FROM api_tokens ORDER BY id").fetchall()
+    used = _last_used(data)
+    return [ApiToken(r["id"], r["name"], r["created"], r["hint"], used.get(r["digest"])) for r in rows]
+
+
+def _last_used(data: DataDir) -> dict[str, float]:
+    """What the model servers noted beside the token file (llm_engine.serve.tokens.LastUsed); {} when nothing."""
+    try:
+        noted = json.loads((data.root / f"{FILE_NAME}.last-used").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(noted, dict):
+        return {}
+    return {k: float(v) for k, v in noted.items() if isinstance(k, str) and isinstance(v, (int, float))}
 
 
 def revoke(data: DataDir, token_id: int) -> bool:

@@ -351,7 +351,7 @@ def tokens_create(name, as_json):
 @tokens.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def tokens_list(as_json):
-    """Every valid token: id, name, when it was made and the start of its secret."""
+    """Every valid token: id, name, when it was made and last used, and the start of its secret."""
     import datetime
 
     from ..api_tokens import list_tokens
@@ -364,7 +364,8 @@ def tokens_list(as_json):
         click.echo("no API tokens; `almanac model tokens create NAME` makes one")
     for t in found:
         made = datetime.datetime.fromtimestamp(t.created).strftime("%Y-%m-%d %H:%M")
-        click.echo(f"{t.id:>4}  {t.name:<30}  created {made}  {t.hint}…")
+        used = datetime.datetime.fromtimestamp(t.last_used).strftime("%Y-%m-%d %H:%M") if t.last_used else "never"
+        click.echo(f"{t.id:>4}  {t.name:<30}  created {made}  last used {used:<16}  {t.hint}…")
 
 
 @tokens.command("revoke")

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from . import ollama_api, openai_api
 from ..errors import EngineError
 from .fields import ApiError, Limits, parse_body
-from .tokens import TokenFile, TokenFileError, is_loopback
+from .tokens import LastUsed, TokenFile, TokenFileError, is_loopback
 from .worker import Delta, Done, Failed, Started, Ticket, Worker
 
 MAX_BODY = 16 << 20  # a long chat is well under a megabyte
@@ -37,6 +37,7 @@ class App:
     worker: Worker
     limits: Limits
     tokens: TokenFile | None = None  # asked of every client that is not on this machine
+    last_used: LastUsed | None = None
 
 
 def health(app: App) -> dict:
@@ -90,9 +91,11 @@ class Handler(BaseHTTPRequestHandler):
         self._streaming = False
         try:
             if app.tokens is not None and not is_loopback(self.client_address[0]):
-                if not app.tokens.allows(self.headers.get("Authorization")):
+                used = app.tokens.match(self.headers.get("Authorization"))
+                if used is None:
                     self.close_connection = True  # the body, if any, is not read
                     raise ApiError(401, "send a valid API token: Authorization: Bearer <token>", code="unauthorized")
+                app.last_used.note(used)
             if method == "GET" and path in INFO:
                 return self._json(200, INFO[path](app))
             if method == "POST" and path in GENERATE:
@@ -223,8 +226,11 @@ def make_server(
     limits: Limits | None = None,
     api_tokens: str | os.PathLike | None = None,
 ) -> Server:
-    """A bound server (port 0 picks a free one: read server.server_address); see token_check()."""
-    return Server((host, port), App(worker, limits or Limits(max_tokens=2048), token_check(host, api_tokens)))
+    """A bound server (port 0 picks a free one: read server.server_address); see token_check(). The last use of
+    each token is noted beside the token file (tokens.LastUsed)."""
+    tokens = token_check(host, api_tokens)
+    last_used = LastUsed(api_tokens) if tokens is not None else None
+    return Server((host, port), App(worker, limits or Limits(max_tokens=2048), tokens, last_used))
 
 
 def token_check(host: str, api_tokens: str | os.PathLike | None) -> TokenFile | None:
@@ -279,5 +285,7 @@ def serve(
             pass
         finally:
             httpd.server_close()
+            if httpd.app.last_used is not None:
+                httpd.app.last_used.close()
     finally:
         worker.close()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import json
 import os
 import re
 import sys
 import threading
+import time
 
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
@@ -86,15 +88,70 @@ class TokenFile:
 
     def allows(self, authorization: str | None) -> bool:
         """Does this Authorization header carry a valid token?"""
+        return self.match(authorization) is not None
+
+    def match(self, authorization: str | None) -> str | None:
+        """The digest of the valid token this Authorization header carries, else None."""
         scheme, _, token = (authorization or "").strip().partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            return False
-        wanted = digest(token).encode()
+            return None
+        wanted = digest(token)
         with self._lock:
             self._load()
             digests = self._digests
-        ok = False
-        for d in digests:
-            ok |= hmac.compare_digest(wanted, d.encode())
-        return ok
+        found = None
+        for d in digests:  # every one compared, match or not
+            if hmac.compare_digest(wanted.encode(), d.encode()):
+                found = d
+        return found
+
+
+class LastUsed:
+    """When each token was last used: `<token file>.last-used`, JSON {digest: Unix time}, replaced atomically
+    when a token is first used, then at most every `every_s` seconds (and at close), for whoever manages the
+    tokens to show. A folder that cannot
+    be written only loses this record; tokens are checked all the same."""
+
+    def __init__(self, token_path: str | os.PathLike, every_s: float = 60.0):
+        self.path = os.fspath(token_path) + ".last-used"
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._seen: dict[str, float] = {}
+        self._written = 0.0
+        self._dirty = False
+        self._failed = False
+
+    def note(self, digest_hex: str) -> None:
+        now = time.time()
+        with self._lock:
+            new = digest_hex not in self._seen  # a token's first use since start is written at once
+            self._seen[digest_hex] = now
+            self._dirty = True
+            if new or now - self._written >= self.every_s:
+                self._write(now)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._dirty:
+                self._write(time.time())
+
+    def _write(self, now: float) -> None:
+        self._written, self._dirty = now, False
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                on_disk = json.load(f)
+            if not isinstance(on_disk, dict):
+                on_disk = {}
+        except (OSError, ValueError):
+            on_disk = {}
+        on_disk.update(self._seen)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(on_disk, f)
+            os.replace(tmp, self.path)
+        except OSError as e:
+            if not self._failed:
+                print(f"api tokens: cannot record last use in {self.path}: {e}", file=sys.stderr)
+            self._failed = True

@@ -125,6 +125,11 @@ def test_lan_clients_need_a_valid_token(model_dir, env, tmp_path):
 
         client = OpenAI(base_url=f"http://{lan}:{port}/v1", api_key=laptop, max_retries=0)
         assert [m.id for m in client.models.list().data] == [model_dir.name]
+        # The server notes when each token was last used; the list shows it (a token unused shows none).
+        _, unused = create(env, "unused")
+        listed = {t["name"]: t for t in json.loads(almanac("model", "tokens", "list", "--json", env=env).stdout)}
+        assert listed["phone"]["last_used"] and listed["laptop"]["last_used"] and listed["unused"]["last_used"] is None
+        assert "last used never" in almanac("model", "tokens", "list", env=env).stdout
         # Revoked: refused from the next request on; the other token still works.
         done = almanac("model", "tokens", "revoke", str(phone_id), env=env)
         assert done.returncode == 0 and f"token {phone_id} revoked" in done.stdout
@@ -210,6 +215,24 @@ def test_token_file_reload_and_fail_closed(tmp_path):
     assert not tokens.allows("Bearer two") and tokens.count() == 0
     path.write_text(f"{digest('two')}\n")
     assert tokens.allows("Bearer two")
+    # The last use of each token, beside the file: at once the first time, then at most every every_s.
+    from llm_engine.serve.tokens import LastUsed
+
+    noted = LastUsed(path, every_s=3600)
+    noted.note("a" * 64)
+    first = json.loads(Path(f"{path}.last-used").read_text())
+    assert set(first) == {"a" * 64}
+    time.sleep(0.05)  # the second use of the token gets a later time
+    noted.note("a" * 64)
+    assert json.loads(Path(f"{path}.last-used").read_text()) == first  # not yet: within every_s
+    noted.note("b" * 64)  # another token's first use: at once
+    second = json.loads(Path(f"{path}.last-used").read_text())
+    assert set(second) == {"a" * 64, "b" * 64} and second["a" * 64] > first["a" * 64]
+    time.sleep(0.05)
+    noted.note("a" * 64)
+    assert json.loads(Path(f"{path}.last-used").read_text()) == second
+    noted.close()  # what was noted since is written at close
+    assert json.loads(Path(f"{path}.last-used").read_text())["a" * 64] > second["a" * 64]
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.20") and not is_loopback("box.local")
     assert token_check("127.0.0.1", None) is None
