@@ -20,7 +20,8 @@ HEAD_SEARCH_BYTES = 64 << 10  # where </head> is looked for; past it the tag goe
 
 
 def wanted(request: Request, mimetype: str) -> bool:
-    """Is this an HTML article being loaded into a frame (the reader's, as frame-ancestors allows no other)?"""
+    """Is this an HTML article being loaded into a frame? (In any other frame than the reader's, the script
+    talks to nobody: it answers only a parent at the portal's origin.)"""
     return mimetype.startswith("text/html") and request.headers.get("Sec-Fetch-Dest") in ("iframe", "frame")
 
 

@@ -28,7 +28,10 @@ ADMIN_PREFIX = "/admin/"
 ARCHIVE_SANDBOX = (
     "sandbox allow-scripts allow-forms allow-popups allow-popups-to-escape-sandbox allow-modals allow-downloads"
 )
-ARCHIVE_CSP = f"{ARCHIVE_SANDBOX}; frame-ancestors 'self'"
+# No frame-ancestors, no X-Frame-Options: an article may frame other pages of its archive, and their ancestors
+# then include the article's opaque origin, which 'self' does not match. Framing a sandboxed page gains another
+# site nothing: the page can do nothing as the portal.
+ARCHIVE_CSP = ARCHIVE_SANDBOX
 
 ALWAYS = (("Referrer-Policy", "same-origin"),)
 NOSNIFF = (("X-Content-Type-Options", "nosniff"),)
@@ -41,7 +44,6 @@ ADMIN = (
     ("Content-Security-Policy", "frame-ancestors 'none'"),
 )
 ARCHIVE = (
-    ("X-Frame-Options", "SAMEORIGIN"),
     ("Content-Security-Policy", ARCHIVE_CSP),
     # An article in its opaque origin loads its own fonts, modules and fetch()ed files cross-origin: allowed,
     # without credentials (a request that sends cookies is refused by the browser under `*`).

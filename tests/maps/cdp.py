@@ -116,11 +116,17 @@ class Browser:
             raise RuntimeError(f"page error: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, timeout: float, in_frame: bool = False) -> bool:
+    def wait_for(self, expression: str, timeout: float, in_frame: bool | str = False) -> bool:
+        """Poll `expression` until it is true: in the page, or in its frame (`in_frame`: True, or a part of the
+        frame's URL)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if (self.frame_evaluate if in_frame else self.evaluate)(expression):
+                if (
+                    self.frame_evaluate(expression, "" if in_frame is True else in_frame)
+                    if in_frame
+                    else self.evaluate(expression)
+                ):
                     return True
             except RuntimeError:
                 if not in_frame:
@@ -128,12 +134,13 @@ class Browser:
             time.sleep(0.25)
         return False
 
-    def frame_evaluate(self, expression: str):
-        """`expression` in the page's iframe, which the page's own scripts may not reach (a sandboxed article
-        runs in a process of its own): evaluated through the frame's own DevTools session."""
-        frames = [t for t in self.call("Target.getTargets")["targetInfos"] if t["type"] == "iframe"]
+    def frame_evaluate(self, expression: str, url_part: str = ""):
+        """`expression` in the page's iframe (the first whose URL holds `url_part`), which the page's own scripts
+        may not reach (a sandboxed article runs in a process of its own): through the frame's DevTools session."""
+        targets = self.call("Target.getTargets")["targetInfos"]
+        frames = [t for t in targets if t["type"] == "iframe" and url_part in t["url"]]
         if not frames:
-            raise RuntimeError("no frame in a process of its own")
+            raise RuntimeError(f"no frame of {url_part or 'any address'} in a process of its own")
         target = frames[0]["targetId"]
         if target not in self.frame_sessions:
             self.frame_sessions[target] = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]

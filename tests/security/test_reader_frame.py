@@ -21,6 +21,11 @@ PAGES = {
     + "<h2>Fire</h2>"
     + FILLER * 3
     + '<p id="fetched">not fetched</p><script src="fetch-data.js"></script></body></html>',
+    "embed.html": "<html><head><title>Embed</title></head><body><h1>Embed</h1>"
+    '<p id="nested-status">waiting</p><iframe src="nested.html"></iframe><script src="embed.js"></script>'
+    "</body></html>",
+    "nested.html": '<html><head><title>Nested</title></head><body><p>Inside.</p><script src="nested.js"></script>'
+    "</body></html>",
     "second.html": "<html><head><title>Second page</title></head><body><h1>Second page</h1>"
     "<h2>Only heading</h2><p>Short.</p></body></html>",
 }
@@ -38,6 +43,12 @@ def _guide(portal: Portal, tmp_path) -> None:
         (src / name).write_text(body)
     (src / "fetch-data.js").write_text(FETCH_DATA_JS)
     (src / "data.json").write_text('{"word": "fetched from the archive"}')
+    # An article that frames another page of its archive, which says so to it.
+    (src / "nested.js").write_text("parent.postMessage('nested page loaded', '*');")
+    (src / "embed.js").write_text(
+        "addEventListener('message', e => {"
+        " if (typeof e.data === 'string') document.getElementById('nested-status').textContent = e.data; });"
+    )
     portal.data.joinpath("archives").mkdir(parents=True, exist_ok=True)
     build_zim(src, portal.data / "archives" / "guide.zim", title="Guide", description="Pages with headings")
 
@@ -98,9 +109,13 @@ def test_toolbar_features_through_postmessage(tmp_path, browser):
         b.evaluate("location.hash = '#guide/index'")
         assert b.wait_for("location.pathname === '/content/guide/index'", 10, in_frame=True)
         assert b.wait_for("document.title === 'Guide home'", 10)
-        # Random opens an article of the book in the frame.
-        b.evaluate("document.getElementById('random').click()")
-        assert b.wait_for("/^#guide\\/(index|second)$/.test(location.hash) && document.title !== ''", 10)
+        # An article may frame another page of its archive (the sandbox, not frame-ancestors, guards those).
+        b.evaluate("location.hash = '#guide/embed'")
+        assert b.wait_for(
+            "document.getElementById('nested-status').textContent === 'nested page loaded'", 10, in_frame="/embed"
+        ), b.frame_evaluate("document.getElementById('nested-status').textContent", "/embed")
+        b.evaluate("location.hash = '#guide/second'")
+        assert b.wait_for("document.title === 'Second page'", 10)
         # A message that does not come from the frame is ignored: this window, posing as the article.
         b.evaluate(
             "window.postMessage({almanac: 1, type: 'page', path: '/content/guide/forged', title: 'Forged',"
@@ -108,3 +123,19 @@ def test_toolbar_features_through_postmessage(tmp_path, browser):
         )
         time.sleep(0.5)  # a message is delivered in a task of its own: long past
         assert b.evaluate("document.title") != "Forged" and "forged" not in b.evaluate("location.hash")
+        # From the frame, a path with dot segments (no browser location has them) is ignored too.
+        b.frame_evaluate(
+            "parent.postMessage({almanac: 1, type: 'page', path: '/content/guide/../../admin/x', title: 'Dots',"
+            " headings: []}, '*')"
+        )
+        time.sleep(0.5)
+        assert b.evaluate("document.title") != "Dots" and "admin" not in b.evaluate("location.hash")
+        # (The same message with a plain path is taken: the frame is the one source the toolbar listens to.)
+        b.frame_evaluate(
+            "parent.postMessage({almanac: 1, type: 'page', path: '/content/guide/second', title: 'From the frame',"
+            " headings: []}, '*')"
+        )
+        assert b.wait_for("document.title === 'From the frame'", 10)
+        # Random opens an article of the book in the frame.
+        b.evaluate("document.getElementById('random').click()")
+        assert b.wait_for("/^#guide\\/(index|second|embed|nested)$/.test(location.hash) && document.title !== ''", 10)

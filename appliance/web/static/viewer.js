@@ -60,7 +60,8 @@
     const prefix = "/content/";
     let path;
     try { path = decodeURIComponent(msg.path); } catch (err) { return; }
-    if (!path.startsWith(prefix)) return;
+    // A browser's own location has no dot segments: a message with some is not the bridge's.
+    if (!path.startsWith(prefix) || path.split("/").some(function (s) { return s === ".." || s === "."; })) return;
     shown = path;
     const rest = path.slice(prefix.length);
     const slash = rest.indexOf("/");
