@@ -9,6 +9,8 @@ bytes unchanged, and /raw/ never changes them.
 
 from __future__ import annotations
 
+import re
+
 from flask import Request
 
 from .. import __version__
@@ -17,6 +19,7 @@ SCRIPT_URL = f"/static/article_bridge.js?v={__version__}"
 TAG = f'<script src="{SCRIPT_URL}"></script>'.encode()
 VARY = "Accept-Encoding, Sec-Fetch-Dest"  # the two representations of an article, for caches
 HEAD_SEARCH_BYTES = 64 << 10  # where </head> is looked for; past it the tag goes at the end
+_HEAD_END = re.compile(rb"</head\s*>", re.IGNORECASE)
 
 
 def wanted(request: Request, mimetype: str) -> bool:
@@ -27,5 +30,5 @@ def wanted(request: Request, mimetype: str) -> bool:
 
 def add_to(body: bytes) -> bytes:
     """The page with the script tag just before its </head>, else at its end (where a parser still runs it)."""
-    at = body[:HEAD_SEARCH_BYTES].lower().find(b"</head>")
-    return body + TAG if at < 0 else body[:at] + TAG + body[at:]
+    found = _HEAD_END.search(body, 0, HEAD_SEARCH_BYTES)
+    return body + TAG if found is None else body[: found.start()] + TAG + body[found.start() :]
