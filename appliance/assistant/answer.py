@@ -16,6 +16,7 @@ from content import passages as passage_finder
 from content.search import QueryError
 
 from . import model_client
+from .library_words import known_share
 from .prompt import build_messages, search_context
 
 
@@ -29,7 +30,8 @@ class Settings:
     max_tokens: int = 512
     temperature: float = 0.2
     timeout_s: float = 300
-    min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question
+    min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question ...
+    min_known: float = 1.0  # ... unless this share of its words is in the library (library_words; 1: never)
 
     @classmethod
     def from_config(cls, section: dict) -> Settings:
@@ -42,6 +44,7 @@ class Settings:
             temperature=float(section["temperature"]),
             timeout_s=float(section["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
+            min_known=float(section["min_known"]),
         )
 
     @classmethod
@@ -56,6 +59,7 @@ class Settings:
             temperature=float(section["temperature"]),
             timeout_s=float(deep["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
+            min_known=float(section["min_known"]),
         )
 
 
@@ -126,9 +130,20 @@ def find_sources(question: str, books: list[tuple[str, object]], settings: Setti
 
     Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation."""
     sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
-    if sources and not history and max(s["coverage"] for s in sources) < settings.min_coverage:
+    if sources and not history and not covers(question, books, sources, settings):
         return [], nearest_titles(sources)
     return sources, None
+
+
+def covers(question: str, books: list[tuple[str, object]], sources: list[dict], settings: Settings) -> bool:
+    """Whether the library covers a first question: its best passage holds min_coverage of it, or the library
+    holds min_known of its words (a wordy question whose answer uses other words than its own)."""
+    if max(s["coverage"] for s in sources) >= settings.min_coverage:
+        return True
+    if settings.min_known >= 1:
+        return False
+    known = known_share(books, question)
+    return known is not None and known >= settings.min_known
 
 
 def answer(

@@ -1,0 +1,46 @@
+"""Declining a first question the library does not cover: the best passage's coverage, or else the share of the
+question's words the library holds (appliance/assistant/library_words.py), over the shared Belarusian Wikibooks."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from almanac_testing import zim
+from appliance.assistant.answer import Settings, find_sources
+from appliance.assistant.library_words import known_share
+
+GREETING = "Як павітацца і назваць сябе па-ўкраінску?"  # answered by the Ukrainian lesson, in other words
+DRANIKI = "Як прыгатаваць дранікі з бульбы?"  # potato pancakes: the cookbook has no such recipe
+RULE = Settings(url="", passages=5, min_coverage=0.4, min_known=0.75)
+
+
+def _books(*names: str) -> list[tuple[str, object]]:
+    from libzim.reader import Archive
+
+    return [(name, Archive(str(zim(name)))) for name in names]
+
+
+def test_a_wordy_question_in_the_librarys_words_is_answered_where_coverage_alone_declined_it():
+    books = _books("wikibooks_be_all_nopic_2017-02")
+    sources, nearest = find_sources(GREETING, books, dataclasses.replace(RULE, min_coverage=0))
+    assert max(s["coverage"] for s in sources) < RULE.min_coverage  # coverage alone would decline it ...
+    assert known_share(books, GREETING) >= RULE.min_known  # ... but the library knows its words
+    assert find_sources(GREETING, books, dataclasses.replace(RULE, min_known=1.0))[1] is not None
+    sources, nearest = find_sources(GREETING, books, RULE)
+    assert nearest is None and sources and sources[0]["book"] == "wikibooks_be_all_nopic_2017-02"
+
+
+def test_a_question_about_what_the_library_never_names_is_still_declined():
+    books = _books("wikibooks_be_all_nopic_2017-02")
+    assert known_share(books, DRANIKI) < RULE.min_known
+    sources, nearest = find_sources(DRANIKI, books, RULE)
+    assert sources == [] and nearest and all(n["url"].startswith("/content/") for n in nearest)
+    # A follow-up is never declined: its words lean on the conversation.
+    sources, nearest = find_sources(DRANIKI, books, RULE, history=[{"q": "Што такое квас?", "a": "Напой [1]."}])
+    assert nearest is None and sources
+
+
+def test_without_a_full_text_index_coverage_alone_decides():
+    books = _books("small_nons")  # no full-text index
+    assert known_share(books, GREETING) is None
+    assert known_share(_books("wikibooks_be_all_nopic_2017-02"), "the of") is None  # no keywords at all
