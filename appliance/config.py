@@ -147,6 +147,7 @@ def _check_ranges(values: dict, source: str) -> None:
     assistant = values["assistant"]
     for key, low, high in (
         ("passages", 1, 20),
+        ("follow_up_passages", 1, 20),
         ("max_tokens", 1, 8192),
         ("temperature", 0, 2),
         ("timeout_s", 1, 86400),

@@ -17,7 +17,7 @@ from content.search import QueryError
 
 from . import model_client
 from .library_words import known_share
-from .prompt import build_messages, search_context
+from .prompt import build_messages, in_context, search_context
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class Settings:
     timeout_s: float = 300
     min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question ...
     min_known: float = 1.0  # ... unless this share of its words is in the library (library_words; 1: never)
+    follow_up_passages: int = 20  # new passages a follow-up adds to those its conversation holds (prompt.py)
 
     @classmethod
     def from_config(cls, section: dict) -> Settings:
@@ -45,6 +46,7 @@ class Settings:
             timeout_s=float(section["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
             min_known=float(section["min_known"]),
+            follow_up_passages=int(section["follow_up_passages"]),
         )
 
     @classmethod
@@ -60,6 +62,7 @@ class Settings:
             timeout_s=float(deep["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
             min_known=float(section["min_known"]),
+            follow_up_passages=int(section["follow_up_passages"]),
         )
 
 
@@ -128,8 +131,15 @@ def find_sources(question: str, books: list[tuple[str, object]], settings: Setti
     """The numbered passages for `question`, and the nearest titles when the library does not cover it (then
     the passages are []). Raises content.search.QueryError for a question that cannot be searched.
 
-    Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation."""
-    sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
+    Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation, and
+    it takes at most settings.follow_up_passages passages the conversation does not already hold (those it
+    holds cost the model nothing to read again: prompt.build_messages names them)."""
+    found = passage_finder.find(books, question, k=settings.passages, context=search_context(history))
+    held = in_context(history) if history else {}
+    if held:
+        fresh = [p for p in found if (p.book, p.path or p.title, p.text) not in held][: settings.follow_up_passages]
+        found = [p for p in found if (p.book, p.path or p.title, p.text) in held or p in fresh]
+    sources = cited(found)
     if sources and not history and not covers(question, books, sources, settings):
         return [], nearest_titles(sources)
     return sources, None

@@ -1,5 +1,7 @@
-"""Declining a first question the library does not cover: the best passage's coverage, or else the share of the
-question's words the library holds (appliance/assistant/library_words.py), over the shared Belarusian Wikibooks."""
+"""Which passages a question gets, over the shared Belarusian Wikibooks: a first question the library does not
+cover is declined (the best passage's coverage, or else the share of the question's words the library holds:
+appliance/assistant/library_words.py), and a follow-up adds at most follow_up_passages new passages to those
+its conversation holds."""
 
 from __future__ import annotations
 
@@ -44,3 +46,19 @@ def test_without_a_full_text_index_coverage_alone_decides():
     books = _books("small_nons")  # no full-text index
     assert known_share(books, GREETING) is None
     assert known_share(_books("wikibooks_be_all_nopic_2017-02"), "the of") is None  # no keywords at all
+
+
+def test_a_follow_up_adds_at_most_follow_up_passages_new_passages_to_those_the_conversation_holds():
+    books = _books("wikibooks_be_all_nopic_2017-02")
+    settings = dataclasses.replace(RULE, passages=8, follow_up_passages=1)
+    first, _ = find_sources("Як у эспэранта ўтвараецца множны лік назоўнікаў?", books, settings)
+    history = [{"q": "Як у эспэранта ўтвараецца множны лік назоўнікаў?", "a": "Канчатак -j [1].", "passages": first}]
+    question = "А як утвараецца вінавальны склон?"
+    alone, _ = find_sources(question, books, dataclasses.replace(settings, follow_up_passages=20), history)
+    held = {(p["book"], p["path"], p["text"]) for p in first}
+    assert sum((p["book"], p["path"], p["text"]) not in held for p in alone) > 1  # more than one would be new
+    got, _ = find_sources(question, books, settings, history)
+    new = [p for p in got if (p["book"], p["path"], p["text"]) not in held]
+    assert len(new) == 1 and [p["n"] for p in got] == list(range(1, len(got) + 1))
+    kept = [p["text"] for p in alone if (p["book"], p["path"], p["text"]) in held]  # the held ones all stay
+    assert [p["text"] for p in got if (p["book"], p["path"], p["text"]) in held] == kept
