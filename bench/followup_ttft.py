@@ -5,7 +5,7 @@ follow-up time to first token <= 0.25x the first turn's, on the assistant's real
 A real `almanac model serve` (its default prompt cache of 4 entries) answers conversations of three turns over
 the Handbook (built from docs/ with the project's ZIM builder) and the shared ZIMs, each turn's passages found by
 the assistant's own find_sources (with the conversation as context) and its prompt built two ways, each against
-a fresh server in the same run:
+its own server in the same run (both up at once, taking turns conversation by conversation):
 
 - append-only: appliance.assistant.prompt.build_messages, where each earlier turn keeps its passages, so a
   follow-up's prompt begins with the whole of the last one and its answer;
@@ -122,34 +122,43 @@ def ask(url: str, model: str, messages: list[dict], max_tokens: int) -> tuple[fl
     return (first if first is not None else time.perf_counter() - t0), "".join(text), usage
 
 
-def run_layout(name, layout, model_dir: Path, books, settings: Settings, args, log: Path) -> list[dict]:
-    proc, url = start_server(model_dir, log)
+def run(model_dir: Path, books, settings: Settings, args, log: Path) -> list[dict]:
+    """Both layouts, each on its own server, both up at once and taking turns conversation by conversation, so
+    the load of a shared machine falls on both alike."""
+    servers = {name: start_server(model_dir, log) for name in LAYOUTS}
     try:
-        model = model_client.list_models(url)[0]
-        for _ in range(2):  # compile and warm up, on a prompt that shares nothing but the template
-            ask(url, model, WARM_UP, 8)
+        models = {name: model_client.list_models(url)[0] for name, (_, url) in servers.items()}
+        for name, (_, url) in servers.items():
+            for _ in range(2):  # compile and warm up, on a prompt that shares nothing but the template
+                ask(url, models[name], WARM_UP, 8)
         rows = []
         for _ in range(args.rounds):
             for turns in CONVERSATIONS:
-                history: list[dict] = []
-                for i, question in enumerate(turns):
-                    sources, _ = find_sources(question, books, settings, history)
-                    messages = layout(question, sources, history)
-                    ttft, answer, usage = ask(url, model, messages, args.max_tokens)
-                    rows.append(
-                        {
-                            "layout": name,
-                            "turn": i + 1,
-                            "ttft_s": ttft,
-                            "prompt_tokens": usage.get("prompt_tokens"),
-                            "chars": sum(len(m["content"]) for m in messages),
-                        }
+                for name, layout in LAYOUTS.items():
+                    url = servers[name][1]
+                    chosen = (
+                        settings if layout is build_messages else dataclasses.replace(settings, follow_up_passages=20)
                     )
-                    history.append({"q": question, "a": answer, "passages": sources})
+                    history: list[dict] = []
+                    for i, question in enumerate(turns):
+                        sources, _ = find_sources(question, books, chosen, history)
+                        messages = layout(question, sources, history)
+                        ttft, answer, usage = ask(url, models[name], messages, args.max_tokens)
+                        rows.append(
+                            {
+                                "layout": name,
+                                "turn": i + 1,
+                                "ttft_s": ttft,
+                                "prompt_tokens": usage.get("prompt_tokens"),
+                                "chars": sum(len(m["content"]) for m in messages),
+                            }
+                        )
+                        history.append({"q": question, "a": answer, "passages": sources})
         return rows
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for proc, _ in servers.values():
+            proc.terminate()
+            proc.wait(30)
 
 
 def main() -> int:
@@ -168,15 +177,12 @@ def main() -> int:
     settings = dataclasses.replace(
         Settings(url=""), passages=args.passages, min_coverage=0.0, follow_up_passages=args.follow_up_passages
     )
-    rows = []
-    for name, layout in LAYOUTS.items():
-        chosen = settings if layout is build_messages else dataclasses.replace(settings, follow_up_passages=20)
-        rows += run_layout(name, layout, model_dir, books, chosen, args, work / "model.log")
+    rows = run(model_dir, books, settings, args, work / "model.log")
 
     print(f"\nfollow-up time to first token: {model_dir.name}, {len(CONVERSATIONS)} conversations of 3 turns x")
     print(
         f"{args.rounds} rounds per layout, {args.passages} passages on a first question, at most"
-        f" {args.follow_up_passages} new on a follow-up, a fresh server per layout\n"
+        f" {args.follow_up_passages} new on a follow-up, one server per layout, taking turns\n"
     )
     print(
         "| prompt layout | first turn TTFT p50 | follow-up TTFT p50 | follow-up / first | prompt tokens first → 3rd |"

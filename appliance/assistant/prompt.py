@@ -45,16 +45,16 @@ def passage_key(c: dict) -> tuple:
 
 def user_message(question: str, cited: list[dict], earlier: dict | None = None) -> str:
     """One turn's question as the model reads it: its own numbered passages, then the question. A passage the
-    conversation already holds (`earlier`: passage_key -> (its number, the question it came with)) is named, not
-    written again."""
+    conversation already holds (`earlier`: passage_key -> (its number, the number of the question it came with,
+    counted from 1 in the prompt)) is named, not written again."""
     if not cited:
         return question
     earlier = earlier or {}
 
     def line(c: dict) -> str:
         if passage_key(c) in earlier:
-            n, asked = earlier[passage_key(c)]
-            return f"[{c['n']}] {c['title']} ({c['book']}): the passage [{n}] given above with “{asked[:80]}”"
+            n, turn = earlier[passage_key(c)]
+            return f"[{c['n']}] {c['title']}: the passage [{n}] of question {turn} above"
         return f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}"
 
     sources = "\n\n".join(line(c) for c in cited)
@@ -77,11 +77,11 @@ def kept_turns(history: list[dict]) -> list[dict]:
 
 
 def in_context(history: list[dict]) -> dict:
-    """The passages the kept turns hold, each at its first appearance: passage_key -> (number, question)."""
+    """The passages the kept turns hold, each at its first appearance: passage_key -> (number, question number)."""
     out: dict = {}
-    for turn in kept_turns(list(history)):
+    for i, turn in enumerate(kept_turns(list(history)), start=1):
         for c in turn.get("passages") or []:
-            out.setdefault(passage_key(c), (c["n"], turn["q"]))
+            out.setdefault(passage_key(c), (c["n"], i))
     return out
 
 
@@ -95,13 +95,13 @@ def build_messages(question: str, cited: list[dict], history: list[dict] = ()) -
     written again. Older turns are dropped only when kept_turns says so."""
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     earlier: dict = {}
-    for turn in kept_turns(list(history)):
+    for i, turn in enumerate(kept_turns(list(history)), start=1):
         passages = turn.get("passages") or []
         messages += [
             {"role": "user", "content": user_message(turn["q"], passages, earlier)},
             {"role": "assistant", "content": turn["a"][:ANSWER_CHARS]},
         ]
         for c in passages:
-            earlier.setdefault(passage_key(c), (c["n"], turn["q"]))
+            earlier.setdefault(passage_key(c), (c["n"], i))
     messages.append({"role": "user", "content": user_message(question, cited, earlier)})
     return messages

@@ -237,7 +237,7 @@ def test_a_passage_the_conversation_holds_is_named_not_written_again():
     history = [{"q": "What is Etna?", "a": "A tall volcano [1].", "passages": first}]
     follow_up = [{**etna, "n": 1}, {"n": 2, "title": "Sicily", "book": "facts", "text": "Sicily is an island."}]
     last = assistant.build_messages("Does it erupt?", follow_up, history)[-1]["content"]
-    assert "[1] Volcanoes (facts): the passage [2] given above with “What is Etna?”" in last
+    assert "[1] Volcanoes: the passage [2] of question 1 above" in last
     assert "Etna erupts every few years." not in last and "[2] Sicily (facts)\nSicily is an island." in last
 
 

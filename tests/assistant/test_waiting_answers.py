@@ -295,3 +295,45 @@ def test_the_inbox_and_the_ready_notification_in_chromium(tmp_path, checkpoints)
     finally:
         model.kill()
         model.wait(10)
+
+
+def test_almanac_doctor_checks_the_deep_model_with_a_fix_line(tmp_path, checkpoints):
+    from almanac_testing import almanac
+
+    model_dir = checkpoints.streamed("qwen3_moe")
+    port = free_port()
+    quick = f"http://127.0.0.1:{free_port()}"
+    env = {"ALMANAC_DATA": str(tmp_path / "data"), "ALMANAC_CONFIG": str(tmp_path / "config.yaml")}
+
+    def doctor(deep: str) -> str:
+        (tmp_path / "config.yaml").write_text(
+            f"server:\n  host: 127.0.0.1\n  port: {free_port()}\nassistant:\n  url: {quick}\n  deep:\n{deep}"
+        )
+        return [line for line in almanac("doctor", env=env).stdout.splitlines()]
+
+    def deep_lines(lines: list[str]) -> list[str]:
+        i = next(i for i, line in enumerate(lines) if line[4:].strip().startswith("deep model:"))
+        return lines[i : i + 2]
+
+    none = deep_lines(doctor("    url: ''\n"))
+    assert none[0] == "OK   deep model: none configured (assistant.deep.url is empty): no waiting answers"
+    url = f"http://127.0.0.1:{port}"
+    broken = deep_lines(doctor(f"    url: {url}\n    model_dir: {tmp_path / 'nothing'}\n"))
+    assert broken[0].startswith("FAIL deep model: assistant.deep.model_dir") and "not a loadable" in broken[0]
+    assert broken[1].strip().startswith("fix: convert one with `almanac model convert")
+    down = deep_lines(doctor(f"    url: {url}\n    model_dir: {model_dir}\n"))
+    assert down[0].startswith("FAIL deep model: waiting answers wait: no model server answers at")
+    assert down[1].strip().startswith("fix: start the portal (`almanac serve`)") and "model-deep.log" in down[1]
+    server, _ = start_model_server(model_dir, port)
+    try:
+        up = deep_lines(doctor(f"    url: {url}\n    model_dir: {model_dir}\n"))
+        assert up[0] == f"OK   deep model: {model_dir.name} answering at {url}"
+        wrong = deep_lines(doctor(f"    url: {url}\n    model: nosuch\n"))
+        assert wrong[0] == f"FAIL deep model: the server at {url} lists {model_dir.name}, not nosuch"
+        assert (
+            wrong[1].strip()
+            == f"fix: `almanac config set assistant.deep.model {model_dir.name}` (or empty: the first it lists)"
+        )
+    finally:
+        server.kill()
+        server.wait(10)
