@@ -309,7 +309,7 @@ def test_almanac_doctor_checks_the_deep_model_with_a_fix_line(tmp_path, checkpoi
         (tmp_path / "config.yaml").write_text(
             f"server:\n  host: 127.0.0.1\n  port: {free_port()}\nassistant:\n  url: {quick}\n  deep:\n{deep}"
         )
-        return [line for line in almanac("doctor", env=env).stdout.splitlines()]
+        return almanac("doctor", env=env).stdout.splitlines()
 
     def deep_lines(lines: list[str]) -> list[str]:
         i = next(i for i, line in enumerate(lines) if line[4:].strip().startswith("deep model:"))
