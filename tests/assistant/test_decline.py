@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from almanac_testing import zim
 from appliance.assistant.answer import Settings, find_sources
 from appliance.assistant.library_words import known_share
@@ -62,3 +64,17 @@ def test_a_follow_up_adds_at_most_follow_up_passages_new_passages_to_those_the_c
     assert len(new) == 1 and [p["n"] for p in got] == list(range(1, len(got) + 1))
     kept = [p["text"] for p in alone if (p["book"], p["path"], p["text"]) in held]  # the held ones all stay
     assert [p["text"] for p in got if (p["book"], p["path"], p["text"]) in held] == kept
+
+
+def test_bad_decline_and_follow_up_settings_name_the_key(tmp_path):
+    from appliance.config import ConfigError, load_config
+
+    path = tmp_path / "config.yaml"
+    for key, value in (("min_known", 1.5), ("min_known", -0.1), ("follow_up_passages", 0), ("follow_up_passages", 21)):
+        path.write_text(f"assistant:\n  {key}: {value}\n")
+        with pytest.raises(ConfigError) as e:
+            load_config(path, env={})
+        assert e.value.key == f"assistant.{key}"
+    path.write_text("assistant:\n  min_known: 1\n  follow_up_passages: 20\n")
+    section = load_config(path, env={}).get("assistant")
+    assert Settings.from_config(section).min_known == 1.0 and Settings.from_config(section).follow_up_passages == 20
