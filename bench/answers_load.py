@@ -34,7 +34,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -45,10 +44,11 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "bench"):
+for p in (ROOT, ROOT / "bench", ROOT / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from almanac_testing import almanac, free_port, wait_http  # noqa: E402
 from wrkrun import wrk  # noqa: E402
 
 SHARED = Path(os.environ.get("ALMANAC_SHARED", ROOT.parent / "shared")) / "testdata"
@@ -66,23 +66,14 @@ SEARCH_WORDS = ("book", "library", "computer", "history", "language", "science",
 SUGGEST_TERMS = ("a", "b", "c", "ma", "li", "in", "pro", "wi", "ge", "co", "Бе", "ка")
 
 
-def almanac(env: dict, *args: str, timeout: float = 600) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", *args],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def almanac_ok(env: dict, *args: str) -> None:
+    done = almanac(*args, env=env, timeout=600)
     if done.returncode != 0:
         raise SystemExit(f"almanac {' '.join(args)} failed: {done.stderr.strip()[-400:]}")
-    return done.stdout
 
 
 def tiny_model(work: Path) -> Path:
     """The tests' tiny Qwen3-MoE, built and converted once per work dir."""
-    sys.path.insert(0, str(ROOT / "tests"))
     from tinymoe import Checkpoints
 
     return Checkpoints(work / "tiny").streamed("qwen3_moe")
@@ -107,17 +98,6 @@ def get_json(url: str, timeout: float = 10, **headers) -> dict:
     req = urllib.request.Request(url, headers={"Accept": "application/json", **headers})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.load(r)
-
-
-def wait_for(url: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not answer within {timeout} s")
 
 
 def article_paths(book: str, path: Path, limit: int = 60) -> list[str]:
@@ -272,12 +252,6 @@ def tokens_per_piece(rows: list[dict]) -> float:
     return sum(r["completion_tokens"] for r in done) / pieces if pieces else 1.0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -326,9 +300,9 @@ def main() -> int:
     build_zim(ROOT / "docs", handbook, title="Almanac Handbook", name="almanac-handbook", description="Handbook")
     books = {"almanac-handbook": handbook, **{b: SHARED / "zim" / f"{b}.zim" for b in BOOKS}}
     for path in books.values():
-        almanac(env, "content", "add", str(path))
+        almanac_ok(env, "content", "add", str(path))
     pmtiles = SHARED / "maps" / f"{MAP}.pmtiles"
-    almanac(env, "maps", "add", str(pmtiles))
+    almanac_ok(env, "maps", "add", str(pmtiles))
 
     log = open(run / "serve.log", "wb")
     serve = subprocess.Popen(
@@ -341,8 +315,8 @@ def main() -> int:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(f"{base}/healthz")
-        wait_for(f"{model_url}/v1/models")
+        wait_http(f"{base}/healthz", timeout=300)
+        wait_http(f"{model_url}/v1/models", timeout=300)
         paths = reader_paths(base, books, pmtiles)
         check_paths(base, paths)
         db = run / "data" / "almanac.db"

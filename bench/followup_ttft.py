@@ -30,19 +30,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for p in (ROOT, ROOT / "bench"):
+for p in (ROOT, ROOT / "bench", ROOT / "tests"):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from almanac_testing import start_model_server  # noqa: E402
+from answers_load import tiny_model  # noqa: E402
 from grounding import DEFAULT_ZIM_DIR, open_library  # noqa: E402
 
 from appliance.assistant import model_client  # noqa: E402
@@ -81,33 +81,6 @@ def previous_layout(question: str, cited: list[dict], history: list[dict]) -> li
 LAYOUTS = {"append-only (build_messages)": build_messages, "previous layout (peer)": previous_layout}
 
 
-def tiny_model(work: Path) -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from tinymoe import Checkpoints
-
-    return Checkpoints(work / "tiny").streamed("qwen3_moe")
-
-
-def start_server(model_dir: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    import select
-
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "model", "serve", str(model_dir), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=open(log, "ab"),
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    ready, _, _ = select.select([proc.stdout], [], [], 300)
-    line = proc.stdout.readline() if ready else ""
-    if " on http://127.0.0.1:" not in line:
-        proc.kill()
-        raise SystemExit(f"the model server did not start: {line!r}; see {log}")
-    return proc, line.split(" on ")[1].split()[0]
-
-
 def ask(url: str, model: str, messages: list[dict], max_tokens: int) -> tuple[float, str, dict]:
     """(seconds to the first piece of text, the answer, usage) of one streamed chat request."""
     t0 = time.perf_counter()
@@ -125,7 +98,7 @@ def ask(url: str, model: str, messages: list[dict], max_tokens: int) -> tuple[fl
 def run(model_dir: Path, books, settings: Settings, args, log: Path) -> list[dict]:
     """Both layouts, each on its own server, both up at once and taking turns conversation by conversation, so
     the load of a shared machine falls on both alike."""
-    servers = {name: start_server(model_dir, log) for name in LAYOUTS}
+    servers = {name: start_model_server(model_dir, 0, log) for name in LAYOUTS}
     try:
         models = {name: model_client.list_models(url)[0] for name, (_, url) in servers.items()}
         for name, (_, url) in servers.items():

@@ -17,7 +17,7 @@ from content.search import QueryError
 
 from . import model_client
 from .library_words import known_share
-from .prompt import build_messages, in_context, search_context
+from .prompt import build_messages, in_context, passage_key, search_context
 
 
 @dataclass(frozen=True)
@@ -134,12 +134,12 @@ def find_sources(question: str, books: list[tuple[str, object]], settings: Setti
     Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation, and
     it takes at most settings.follow_up_passages passages the conversation does not already hold (those it
     holds cost the model nothing to read again: prompt.build_messages names them)."""
-    found = passage_finder.find(books, question, k=settings.passages, context=search_context(history))
+    sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
     held = in_context(history) if history else {}
     if held:
-        fresh = [p for p in found if (p.book, p.path or p.title, p.text) not in held][: settings.follow_up_passages]
-        found = [p for p in found if (p.book, p.path or p.title, p.text) in held or p in fresh]
-    sources = cited(found)
+        fresh = [s["n"] for s in sources if passage_key(s) not in held][: settings.follow_up_passages]
+        kept = [s for s in sources if passage_key(s) in held or s["n"] in fresh]
+        sources = [{**s, "n": n} for n, s in enumerate(kept, start=1)]
     if sources and not history and not covers(question, books, sources, settings):
         return [], nearest_titles(sources)
     return sources, None
