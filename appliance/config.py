@@ -147,14 +147,16 @@ def _check_ranges(values: dict, source: str) -> None:
     assistant = values["assistant"]
     for key, low, high in (
         ("passages", 1, 20),
+        ("follow_up_passages", 1, 20),
         ("max_tokens", 1, 8192),
         ("temperature", 0, 2),
         ("timeout_s", 1, 86400),
     ):
         if not low <= assistant[key] <= high:
             raise ConfigError(source, f"assistant.{key}", f"{assistant[key]} is out of range {low}-{high}")
-    if not 0 <= assistant["min_coverage"] <= 1:
-        raise ConfigError(source, "assistant.min_coverage", f"{assistant['min_coverage']} is out of range 0-1")
+    for key in ("min_coverage", "min_known"):
+        if not 0 <= assistant[key] <= 1:
+            raise ConfigError(source, f"assistant.{key}", f"{assistant[key]} is out of range 0-1")
     deep = assistant["deep"]
     for key, low, high in (("passages", 1, 20), ("max_tokens", 1, 32768), ("timeout_s", 1, 86400)):
         if not low <= deep[key] <= high:

@@ -17,9 +17,11 @@ Two rows, on the same questions:
 Reported: recall@1 and recall@5 (the right article among the first 1 / 5 articles), MRR of the right article,
 the share of unanswerable questions declined (Almanac: below min_coverage, or no passages at all; libzim: no
 hits), citation validity (over every question's passages or hits: the cited article exists and is HTML, and a
-cited section id is in its page), and the p50 latency per question. Then a sweep of min_coverage: for each
-threshold, the unanswerable questions declined and the recall@5 kept on the answerable ones (the right article
-found and the question not declined).
+cited section id is in its page), and the p50 latency per question. Then a sweep of the two thresholds of the
+decline rule (min_coverage alone, then with min_known, see appliance/assistant/library_words.py): for each pair,
+the unanswerable questions declined and the recall@5 kept on the answerable ones (the right article found and the
+question not declined). Last, the guard against fitting the thresholds to these few questions: 200 random halves,
+the thresholds chosen on one half and measured on the other, for coverage alone and for the pair.
 
     PYTHONPATH=. python bench/grounding.py [--qa bench/grounding_qa.yaml] [--zim-dir DIR] [--config FILE]
                                            [--json OUT] [--verbose]
@@ -47,6 +49,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from appliance.assistant.answer import Settings, find_sources  # noqa: E402
+from appliance.assistant.library_words import known_share  # noqa: E402
 from appliance.config import load_config  # noqa: E402
 from content import searchers  # noqa: E402
 from content.zim_builder import build_zim  # noqa: E402
@@ -57,6 +60,9 @@ SHARED_BOOKS = ("wikibooks_be_all_nopic_2017-02", "example")
 HANDBOOK = "almanac-handbook"
 TOP = 5
 SWEEP = (0.0, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.7, 0.8, 1.0)
+KNOWN_SWEEP = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)  # min_known; 1.0: coverage alone
+GRID = tuple(i / 20 for i in range(21))  # the thresholds the held-out check may choose from
+SPLITS = 200  # random halves of the questions in the held-out check
 TARGET_RECALL5, TARGET_DECLINED = 0.9, 0.8
 _CYRILLIC = re.compile("[\u0400-\u04ff]")
 
@@ -69,6 +75,7 @@ class Outcome:
     declined: bool  # at the configured threshold (libzim: no hit)
     seconds: float
     best_coverage: float | None = None  # Almanac: the best passage's coverage (None: no passages)
+    known: float | None = None  # Almanac: the share of the question's words the library holds (library_words)
     citations: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)  # book, path, anchor
 
 
@@ -125,7 +132,8 @@ def almanac(question: str, books, settings: Settings) -> Outcome:
     articles = list(dict.fromkeys((s["book"], s["path"]) for s in sources))
     best = max((s["coverage"] for s in sources), default=None)
     citations = [(s["book"], s["path"], _anchor(s["url"])) for s in sources]
-    return Outcome(articles, nearest is not None or not sources, seconds, best, citations)
+    known = known_share(books, question)
+    return Outcome(articles, nearest is not None or not sources, seconds, best, known, citations)
 
 
 def _anchor(url: str) -> str:
@@ -225,25 +233,73 @@ def summarize(questions: list[dict], outcomes: list[Outcome], books: dict) -> di
     }
 
 
-def sweep(questions: list[dict], outcomes: list[Outcome]) -> list[dict]:
-    answerable = [(q, o) for q, o in zip(questions, outcomes) if q["answers"]]
-    unanswerable = [o for q, o in zip(questions, outcomes) if not q["answers"]]
+def declined_by(o: Outcome, min_coverage: float, min_known: float) -> bool:
+    """find_sources' rule (answer.covers) on the outcome's signals."""
+    if o.best_coverage is None:
+        return True
+    if o.best_coverage >= min_coverage:
+        return False
+    return min_known >= 1 or o.known is None or o.known < min_known
+
+
+def rates(pairs: list[tuple[dict, Outcome]], min_coverage: float, min_known: float) -> tuple[float, float, float]:
+    """(unanswerable declined, answerable declined, recall@5 kept) of (question, outcome) pairs."""
+    answerable = [(q, o) for q, o in pairs if q["answers"]]
+    unanswerable = [o for q, o in pairs if not q["answers"]]
+    return (
+        sum(declined_by(o, min_coverage, min_known) for o in unanswerable) / len(unanswerable),
+        sum(declined_by(o, min_coverage, min_known) for _, o in answerable) / len(answerable),
+        sum(rank_of(o, q["answers"]) is not None and not declined_by(o, min_coverage, min_known) for q, o in answerable)
+        / len(answerable),
+    )
+
+
+def sweep(questions: list[dict], outcomes: list[Outcome], min_known: float = 1.0) -> list[dict]:
+    pairs = list(zip(questions, outcomes))
     rows = []
     for t in SWEEP:
-
-        def declined(o: Outcome, t: float = t) -> bool:
-            return o.best_coverage is None or o.best_coverage < t
-
+        declined, answerable_declined, kept = rates(pairs, t, min_known)
         rows.append(
             {
                 "min_coverage": t,
-                "declined": sum(map(declined, unanswerable)) / len(unanswerable),
-                "answerable_declined": sum(declined(o) for _, o in answerable) / len(answerable),
-                "recall@5_kept": sum(rank_of(o, q["answers"]) is not None and not declined(o) for q, o in answerable)
-                / len(answerable),
+                "min_known": min_known,
+                "declined": declined,
+                "answerable_declined": answerable_declined,
+                "recall@5_kept": kept,
             }
         )
     return rows
+
+
+def held_out(questions: list[dict], outcomes: list[Outcome], with_known: bool, seed: int = 0) -> dict:
+    """The guard against fitting the thresholds to these questions: SPLITS times, the questions are split in
+    random halves (answerable and unanswerable alike); the thresholds are chosen on one half (the most recall
+    kept among those meeting both targets there, else the best sum) and measured on the other."""
+    import random
+
+    rng = random.Random(seed)
+    answerable = [(q, o) for q, o in zip(questions, outcomes) if q["answers"]]
+    unanswerable = [(q, o) for q, o in zip(questions, outcomes) if not q["answers"]]
+    candidates = [(c, k) for c in GRID for k in (GRID if with_known else (1.0,))]
+    tested = []
+    for _ in range(SPLITS):
+        rng.shuffle(answerable)
+        rng.shuffle(unanswerable)
+        a, u = len(answerable) // 2, len(unanswerable) // 2
+        train, test = answerable[:a] + unanswerable[:u], answerable[a:] + unanswerable[u:]
+        scored = []
+        for c, k in candidates:
+            declined, _, kept = rates(train, c, k)
+            met = declined >= TARGET_DECLINED and kept >= TARGET_RECALL5
+            scored.append((met, kept if met else declined + kept, c, k))
+        _, _, c, k = max(scored)
+        declined, _, kept = rates(test, c, k)
+        tested.append((declined, kept))
+    return {
+        "declined": statistics.mean(d for d, _ in tested),
+        "recall@5_kept": statistics.mean(k for _, k in tested),
+        "both_met": sum(d >= TARGET_DECLINED and k >= TARGET_RECALL5 for d, k in tested) / len(tested),
+    }
 
 
 def _ratio(a: float | None, b: float | None) -> str:
@@ -252,11 +308,13 @@ def _ratio(a: float | None, b: float | None) -> str:
     return f"{a / b:.2f}x"
 
 
-def print_tables(configured: float, almanac_row: dict, libzim_row: dict, sweep_rows: list[dict], counts) -> None:
+def print_tables(
+    configured: tuple[float, float], almanac_row: dict, libzim_row: dict, sweep_rows: list[dict], counts
+) -> None:
     n_all, n_answerable, n_unanswerable = counts
     print(
         f"\n{n_all} questions ({n_answerable} answerable, {n_unanswerable} unanswerable); "
-        f"configured min_coverage {configured}\n"
+        f"configured min_coverage {configured[0]}, min_known {configured[1]}\n"
     )
     print("| system | recall@1 | recall@5 | MRR | unanswerable declined | answerable declined "
           "| recall@5 kept | citations valid | p50 ms |")  # fmt: skip
@@ -271,15 +329,19 @@ def print_tables(configured: float, almanac_row: dict, libzim_row: dict, sweep_r
     ratios = " | ".join(_ratio(almanac_row[k], libzim_row[k]) for k in keys)
     print(f"| ratio Almanac / libzim | {ratios} | — | {_ratio(almanac_row['p50_ms'], libzim_row['p50_ms'])} |")
 
-    print("\nmin_coverage sweep (Almanac; declined = best passage's coverage below the threshold, or no passage)\n")
-    print("| min_coverage | unanswerable declined | answerable declined | recall@5 kept | both targets |")
-    print("|---|---|---|---|---|")
+    print(
+        "\nthreshold sweep (Almanac; declined = best passage's coverage below min_coverage and the share of the"
+        " question's words the library holds below min_known, or no passage; min_known 1.00 = coverage alone)\n"
+    )
+    print("| min_coverage | min_known | unanswerable declined | answerable declined | recall@5 kept | both targets |")
+    print("|---|---|---|---|---|---|")
     for row in sweep_rows:
-        mark = " (configured)" if abs(row["min_coverage"] - configured) < 1e-9 else ""
+        chosen = (row["min_coverage"], row["min_known"])
+        mark = " (configured)" if all(abs(a - b) < 1e-9 for a, b in zip(chosen, configured)) else ""
         met = row["declined"] >= TARGET_DECLINED and row["recall@5_kept"] >= TARGET_RECALL5
         print(
-            f"| {row['min_coverage']:.2f}{mark} | {row['declined']:.3f} | {row['answerable_declined']:.3f} "
-            f"| {row['recall@5_kept']:.3f} | {'yes' if met else 'no'} |"
+            f"| {row['min_coverage']:.2f}{mark} | {row['min_known']:.2f} | {row['declined']:.3f} "
+            f"| {row['answerable_declined']:.3f} | {row['recall@5_kept']:.3f} | {'yes' if met else 'no'} |"
         )
 
 
@@ -309,7 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         base = [libzim_search(q["q"], library) for q in questions]
         almanac_row = summarize(questions, ours, books)
         libzim_row = summarize(questions, base, books)
-        sweep_rows = sweep(questions, ours)
+        sweep_rows = [row for k in KNOWN_SWEEP for row in sweep(questions, ours, k)]
+        sweep_rows = [r for r in sweep_rows if r["min_known"] == 1.0 or 0.3 <= r["min_coverage"] <= 0.5]
+        checks = {"coverage alone": held_out(questions, ours, False), "with min_known": held_out(questions, ours, True)}
 
     if args.verbose:
         for q, o, b in zip(questions, ours, base):
@@ -320,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
     n_answerable = sum(bool(q["answers"]) for q in questions)
     counts = (len(questions), n_answerable, len(questions) - n_answerable)
     print(f"configuration: {config.source}; passages {settings.passages}")
-    print_tables(settings.min_coverage, almanac_row, libzim_row, sweep_rows, counts)
+    print_tables((settings.min_coverage, settings.min_known), almanac_row, libzim_row, sweep_rows, counts)
+    print(f"\nheld out ({SPLITS} random halves: thresholds chosen on one, measured on the other)\n")
+    print("| rule | unanswerable declined | recall@5 kept | both targets met |")
+    print("|---|---|---|---|")
+    for name, row in checks.items():
+        print(f"| {name} | {row['declined']:.3f} | {row['recall@5_kept']:.3f} | {row['both_met']:.2f} of the splits |")
     print(f"\nAlmanac by language (declined at {settings.min_coverage}): {by_language(questions, ours)}")
     if args.json:
         detail = [
@@ -332,7 +401,13 @@ def main(argv: list[str] | None = None) -> int:
             }
             for q, o, b in zip(questions, ours, base)
         ]
-        result = {"almanac": almanac_row, "libzim": libzim_row, "sweep": sweep_rows, "questions": detail}
+        result = {
+            "almanac": almanac_row,
+            "libzim": libzim_row,
+            "sweep": sweep_rows,
+            "held_out": checks,
+            "questions": detail,
+        }
         args.json.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     return 0
 

@@ -3,13 +3,12 @@ citations. No Flask and no llm_engine here: the portal's views and `almanac ask`
 only turn its events into what they show (server-sent events, HTML, JSON, terminal text)."""
 
 from .answer import Done, Failed, PassagesFound, Settings, TextDelta, answer, cited
-from .prompt import HISTORY_CHARS, HISTORY_TURNS, SYSTEM_PROMPT, HistoryError, build_messages, parse_history
+from .prompt import HISTORY_CHARS, SYSTEM_PROMPT, HistoryError, build_messages, kept_turns, parse_history
 
 __all__ = [
     "Done",
     "Failed",
     "HISTORY_CHARS",
-    "HISTORY_TURNS",
     "HistoryError",
     "PassagesFound",
     "SYSTEM_PROMPT",
@@ -17,6 +16,7 @@ __all__ = [
     "TextDelta",
     "answer",
     "build_messages",
+    "kept_turns",
     "cited",
     "parse_history",
 ]

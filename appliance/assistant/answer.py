@@ -16,7 +16,8 @@ from content import passages as passage_finder
 from content.search import QueryError
 
 from . import model_client
-from .prompt import build_messages, search_context
+from .library_words import known_share
+from .prompt import build_messages, in_context, passage_key, search_context
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,9 @@ class Settings:
     max_tokens: int = 512
     temperature: float = 0.2
     timeout_s: float = 300
-    min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question
+    min_coverage: float = 0.0  # below it (on a first question) the library is said not to cover the question ...
+    min_known: float = 1.0  # ... unless this share of its words is in the library (library_words; 1: never)
+    follow_up_passages: int = 20  # new passages a follow-up adds to those its conversation holds (prompt.py)
 
     @classmethod
     def from_config(cls, section: dict) -> Settings:
@@ -42,6 +45,8 @@ class Settings:
             temperature=float(section["temperature"]),
             timeout_s=float(section["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
+            min_known=float(section["min_known"]),
+            follow_up_passages=int(section["follow_up_passages"]),
         )
 
     @classmethod
@@ -56,6 +61,8 @@ class Settings:
             temperature=float(section["temperature"]),
             timeout_s=float(deep["timeout_s"]),
             min_coverage=float(section["min_coverage"]),
+            min_known=float(section["min_known"]),
+            follow_up_passages=int(section["follow_up_passages"]),
         )
 
 
@@ -124,11 +131,29 @@ def find_sources(question: str, books: list[tuple[str, object]], settings: Setti
     """The numbered passages for `question`, and the nearest titles when the library does not cover it (then
     the passages are []). Raises content.search.QueryError for a question that cannot be searched.
 
-    Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation."""
+    Only a first question is declined: a follow-up's words ("how tall is it?") lean on the conversation, and
+    it takes at most settings.follow_up_passages passages the conversation does not already hold (those it
+    holds cost the model nothing to read again: prompt.build_messages names them)."""
     sources = cited(passage_finder.find(books, question, k=settings.passages, context=search_context(history)))
-    if sources and not history and max(s["coverage"] for s in sources) < settings.min_coverage:
+    held = in_context(history) if history else {}
+    if held:
+        fresh = [s["n"] for s in sources if passage_key(s) not in held][: settings.follow_up_passages]
+        kept = [s for s in sources if passage_key(s) in held or s["n"] in fresh]
+        sources = [{**s, "n": n} for n, s in enumerate(kept, start=1)]
+    if sources and not history and not covers(question, books, sources, settings):
         return [], nearest_titles(sources)
     return sources, None
+
+
+def covers(question: str, books: list[tuple[str, object]], sources: list[dict], settings: Settings) -> bool:
+    """Whether the library covers a first question: its best passage holds min_coverage of it, or the library
+    holds min_known of its words (a wordy question whose answer uses other words than its own)."""
+    if max(s["coverage"] for s in sources) >= settings.min_coverage:
+        return True
+    if settings.min_known >= 1:
+        return False
+    known = known_share(books, question)
+    return known is not None and known >= settings.min_known
 
 
 def answer(

@@ -30,6 +30,9 @@ class ModelUnavailable(Exception):
         return self.status is not None and 400 <= self.status < 500
 
 
+STREAM_CUT = "the model server stopped answering (its connection closed in the middle of the answer)"
+
+
 @dataclass(frozen=True)
 class Delta:
     text: str
@@ -171,6 +174,8 @@ def chat_stream(
                     finish = choice.get("finish_reason") or finish
     except (OSError, ValueError, http.client.HTTPException) as e:
         raise ModelUnavailable(f"the model server stopped answering ({_reason(e)})") from None
-    if not ended and finish is None:  # the connection closed midway, with no word of why
-        raise ModelUnavailable("the model server stopped answering (the stream ended before the answer)")
+    if not ended and finish is None:
+        # The connection closed between two chunks: the server process died or was restarted (a kill -9 closes
+        # its sockets cleanly, and http.client reads a chunked body cut at a chunk boundary as a plain end).
+        raise ModelUnavailable(STREAM_CUT)
     yield Finished(finish, usage)

@@ -147,6 +147,49 @@ def check_assistant(config: Config, data: DataDir) -> Check:
     return Check("assistant", True, f"{', '.join(state.models)} answering at {url}")
 
 
+def check_deep_model(config: Config, data: DataDir) -> Check:
+    """The deep model of waiting answers: configured, loadable (its converted folder, when Almanac runs it), and
+    its server answering with the model asked for. None configured is fine: there are no waiting answers."""
+    from ..assistant.model_client import probe
+
+    quick, deep = config.get("assistant"), config.get("assistant.deep")
+    url = str(deep["url"]).strip()
+    if not url:
+        return Check("deep model", True, "none configured (assistant.deep.url is empty): no waiting answers")
+    shared = url.rstrip("/") == str(quick["url"]).strip().rstrip("/")
+    key = "assistant.model_dir" if shared else "assistant.deep.model_dir"
+    directory = data.model_path(quick["model_dir"] if shared else deep["model_dir"])
+    log = data.logs / ("model.log" if shared else "model-deep.log")
+    if directory is not None:
+        try:
+            from llm_engine.checks import info
+
+            info(directory)
+        except Exception as e:  # a missing or damaged manifest: the server could never load it
+            return Check(
+                "deep model",
+                False,
+                f"{key} {directory} is not a loadable converted model ({e})",
+                f"convert one with `almanac model convert SRC {directory}`, or `almanac config set {key} NAME`",
+            )
+    state = probe(url, str(deep["model"]))
+    if not state.models:
+        fix = (
+            f"start the portal (`almanac serve`), which runs {directory} and restarts it if it dies; see {log}"
+            if directory is not None
+            else f"start the model server at {url}, or `almanac config set assistant.deep.url URL`"
+        )
+        return Check("deep model", False, f"waiting answers wait: {state.message}", fix)
+    if deep["model"] and deep["model"] not in state.models:
+        return Check(
+            "deep model",
+            False,
+            f"the server at {url} lists {', '.join(state.models)}, not {deep['model']}",
+            f"`almanac config set assistant.deep.model {state.models[0]}` (or empty: the first it lists)",
+        )
+    return Check("deep model", True, f"{state.model} answering at {url}" + (" (the quick model's)" if shared else ""))
+
+
 def run_checks(config: Config) -> list[Check]:
     checks = [check_python()]
     dir_check, data = check_data_dir(config)
@@ -155,14 +198,14 @@ def run_checks(config: Config) -> list[Check]:
         checks += [check_disk(data), check_library(data)]
     checks += [check_libzim(), check_mlx(), check_port(config)]
     if data:
-        checks.append(check_assistant(config, data))
+        checks += [check_assistant(config, data), check_deep_model(config, data)]
     return checks
 
 
 @click.command()
 @pass_state
 def doctor(state: CliState):
-    """Check Python, MLX, libzim, the data dir, disk and port; print OK or FAIL with the fix."""
+    """Check Python, MLX, libzim, the data dir, disk, port and the models; print OK or FAIL with the fix."""
     checks = run_checks(state.config)
     for check in checks:
         click.echo(check.line())

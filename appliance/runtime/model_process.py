@@ -1,14 +1,22 @@
-"""The model server beside the portal: `almanac model serve` for `assistant.model_dir`, in its own process.
+"""The model server beside the portal: `almanac model serve` for `assistant.model_dir`, in its own process,
+kept running by a small supervisor process (`python -m appliance.runtime.model_process`).
 
 The model gets its own process because every gunicorn worker would otherwise load it; the portal asks it over
-HTTP (appliance.assistant.model_client).
+HTTP (appliance.assistant.model_client). The supervisor restarts it when it dies (a crash, the OOM killer, a
+kill -9), after a backoff that doubles from RESTART_S up to RESTART_MAX_S while it keeps dying soon after its
+start, each restart logged in its log; a waiting answer cut by the death is queued again by the answer runner
+and written again once the server answers. The supervisor stops its server when it is told to stop (SIGTERM)
+or when the portal that started it is gone, so a killed portal leaves no model behind for the next to trip on.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from urllib.parse import urlsplit
 
 from .. import api_tokens
@@ -59,7 +67,8 @@ def start_model_server(config: Config, data: DataDir, prefix: str = "assistant")
     if config.get("assistant.serve_to_lan"):
         where = ["--host", "0.0.0.0", "--api-tokens", str(api_tokens.token_file(data))]
     return subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--port", str(port), *where],
+        [sys.executable, "-m", "appliance.runtime.model_process", str(os.getpid()), "--"]
+        + [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--port", str(port), *where],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -90,3 +99,57 @@ def stop_child(proc: subprocess.Popen, wait_s: float = 20) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+# --- the supervisor: python -m appliance.runtime.model_process PARENT_PID -- COMMAND... -----------------------
+
+RESTART_S = 1.0  # the first wait before a restart ...
+RESTART_MAX_S = 60.0  # ... doubled on each quick death, up to this
+STABLE_S = 60.0  # a server that ran this long before dying is restarted after RESTART_S again
+CHECK_S = 0.5  # how often the server and the portal are looked at
+STOP_WAIT_S = 15.0  # a server told to stop is killed after this (the portal's stop_child waits 20 s)
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} supervisor: {message}", flush=True)
+
+
+def next_delay(delay: float, ran_s: float) -> float:
+    """The wait before the next restart, after a server that ran `ran_s` seconds; `delay` the last wait."""
+    return RESTART_S if ran_s >= STABLE_S else min(RESTART_MAX_S, max(RESTART_S, delay * 2))
+
+
+def supervise(command: list[str], parent: int | None, stop: threading.Event) -> int:
+    """Run `command` until `stop` is set or `parent` is gone, starting it again each time it ends."""
+    delay = RESTART_S / 2  # doubled to RESTART_S before the first restart
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        _log(f"model server started (pid {child.pid})")
+        while child.poll() is None:
+            if stop.wait(CHECK_S) or (parent is not None and os.getppid() != parent):
+                _log("stopping the model server" if stop.is_set() else "the portal is gone; stopping the model server")
+                stop_child(child, STOP_WAIT_S)
+                return 0
+        ran = time.monotonic() - started
+        delay = next_delay(delay, ran)
+        how = f"signal {-child.returncode}" if child.returncode < 0 else f"status {child.returncode}"
+        _log(f"model server (pid {child.pid}) ended with {how} after {ran:.0f} s; restarting it in {delay:.0f} s")
+        if stop.wait(delay) or (parent is not None and os.getppid() != parent):
+            return 0
+
+
+def main(argv: list[str]) -> int:
+    if "--" not in argv or argv.index("--") == len(argv) - 1:
+        print("usage: python -m appliance.runtime.model_process PARENT_PID -- COMMAND...", file=sys.stderr)
+        return 2
+    split = argv.index("--")
+    parent = int(argv[0]) if split else None
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    return supervise(argv[split + 1 :], parent, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -6,6 +6,8 @@ and with which passages is decided there.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 
 from flask import Response, abort, request, stream_with_context
@@ -72,9 +74,7 @@ def assistant_page():
         return page("assistant.html", data)
     books = _books()
     if not data["model"]["available"]:
-        settings = assistant.Settings(
-            url="", passages=settings.passages, min_coverage=settings.min_coverage
-        )  # passages only: ask no server
+        settings = dataclasses.replace(settings, url="")  # passages only: ask no server
     answer: list[str] = []
     for event in assistant.answer(question, books, settings, history, model=data["model"]["model"]):
         if isinstance(event, assistant.PassagesFound):

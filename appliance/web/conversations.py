@@ -33,8 +33,9 @@ def entries(cid: str) -> list[dict]:
 
 
 def history_of(cid: str) -> list[dict]:
-    """What the model is told of the conversation so far: the questions that got an answer, and the answers."""
-    return [{"q": e["q"], "a": e["a"]} for e in entries(cid) if e["a"]]
+    """What the model is told of the conversation so far: the questions that got an answer, each with the
+    passages it was answered from, and the answers (prompt.build_messages writes them as they were asked)."""
+    return [{"q": e["q"], "a": e["a"], "passages": e["passages"]} for e in entries(cid) if e["a"]]
 
 
 def owned(cid: str) -> Conversation:

@@ -167,6 +167,7 @@ def test_almanac_serve_runs_the_configured_model_beside_the_portal(tmp_path, che
 
 def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_path, model_server):
     pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
+    from appliance.assistant import build_messages
     from maps.cdp import Browser, chromium_path
 
     if chromium_path() is None:
@@ -203,12 +204,6 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             assert [(e["q"], e["a"]) for e in saved["entries"]] == [(QUESTION, expected["answer"])]
             # A follow-up: the first turn moves up into the conversation, the second is asked with it.
             follow = "Where do they come from?"
-            body = json.dumps({"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}).encode()
-            req = urllib.request.Request(
-                f"{url}/assistant/stream", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=120) as r:
-                second = "".join(d["text"] for n, d in sse_events(r.read().decode()) if n == "delta")
             b.evaluate(
                 f"document.querySelector('#ask input[name=q]').value = {json.dumps(follow)};"
                 " document.querySelector('#ask button').click()"
@@ -221,7 +216,23 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             assert b.evaluate("document.querySelector('#conversation .turn .question').textContent") == QUESTION
             assert b.evaluate("document.querySelector('#conversation .turn .answer').textContent") == expected["answer"]
             assert b.evaluate("document.getElementById('asked').textContent") == follow
-            assert b.evaluate("document.getElementById('answer').textContent") == second
+            # The page's follow-up is the model's one-go reply to the saved conversation's append-only prompt:
+            # the first turn with its own passages and answer, then the follow-up's passages and question.
+            saved = b.evaluate(
+                "fetch('/conversations/' + new URLSearchParams(location.search).get('c') + '?format=json')"
+                ".then(r => r.json())",
+                await_promise=True,
+            )
+            first, then = saved["entries"]
+            assert then["q"] == follow and then["passages"]
+            messages = build_messages(
+                follow, then["passages"], [{"q": first["q"], "a": first["a"], "passages": first["passages"]}]
+            )
+            assert messages[1]["content"].startswith("Passages from the library:")  # the first turn, as asked
+            second = _direct_reply(model_server, expected["model"]["model"], messages)["choices"][0]["message"][
+                "content"
+            ]
+            assert b.evaluate("document.getElementById('answer').textContent") == second == then["a"]
             assert b.evaluate("document.getElementById('restart').hidden") is False
             b.evaluate("document.getElementById('restart').click()")
             assert b.evaluate("document.querySelectorAll('#conversation .turn').length") == 0

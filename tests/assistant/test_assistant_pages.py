@@ -221,13 +221,44 @@ def test_bad_follow_ups_are_a_json_400_or_404(client, body, message):
 
 def test_the_prompt_carries_the_conversation_before_the_passages():
     cited = [{"n": 1, "title": "Volcanoes", "book": "facts", "text": "Etna is 3,357 m tall."}]
-    history = [{"q": f"question {i}", "a": f"answer {i} " + "x" * 3000} for i in range(8)]
+    history = [{"q": "What is Etna?", "a": "A volcano [1].", "passages": cited}, {"q": "Is it active?", "a": "Yes."}]
     messages = assistant.build_messages("How tall is it?", cited, history)
-    roles = [m["role"] for m in messages]
-    assert roles == ["system"] + ["user", "assistant"] * assistant.HISTORY_TURNS + ["user"]
-    assert messages[1]["content"] == "question 2"  # the oldest turns are dropped first
-    assert len(messages[2]["content"]) == assistant.HISTORY_CHARS
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant", "user"]
+    # Each earlier turn as it was asked: with its own passages when the history has them.
+    assert messages[1]["content"].startswith("Passages from the library:\n\n[1] Volcanoes (facts)")
+    assert messages[1]["content"].endswith("Question: What is Etna?") and messages[2]["content"] == "A volcano [1]."
+    assert messages[3]["content"] == "Is it active?"
     assert messages[-1]["content"].endswith("Question: How tall is it?") and "[1] Volcanoes" in messages[-1]["content"]
+
+
+def test_a_passage_the_conversation_holds_is_named_not_written_again():
+    etna = {"n": 2, "title": "Volcanoes", "book": "facts", "text": "Etna erupts every few years."}
+    first = [{"n": 1, "title": "Volcanoes", "book": "facts", "text": "Etna is 3,357 m tall."}, etna]
+    history = [{"q": "What is Etna?", "a": "A tall volcano [1].", "passages": first}]
+    follow_up = [{**etna, "n": 1}, {"n": 2, "title": "Sicily", "book": "facts", "text": "Sicily is an island."}]
+    last = assistant.build_messages("Does it erupt?", follow_up, history)[-1]["content"]
+    assert "[1] Volcanoes: the passage [2] of question 1 above" in last
+    assert "Etna erupts every few years." not in last and "[2] Sicily (facts)\nSicily is an island." in last
+
+
+def test_a_follow_ups_prompt_is_the_last_prompt_and_its_answer_plus_the_new_turn():
+    """Append-only (issue 13): the model server's prompt cache then pays only for the new turn. Past the
+    budget the oldest turns go in one jump, and from there the prompts append again."""
+    history, prompts = [], []
+    for i in range(40):
+        cited = [{"n": 1, "title": f"Article {i}", "book": "facts", "text": f"passage {i} " + "w" * 700}]
+        prompts.append(assistant.build_messages(f"question {i}", cited, history))
+        history.append({"q": f"question {i}", "a": f"answer {i} " + "x" * 400, "passages": cited})
+    drops = 0
+    for before, after, turn in zip(prompts, prompts[1:], history):
+        answer = {"role": "assistant", "content": turn["a"]}
+        if after[:-1] == before + [answer]:
+            continue
+        drops += 1  # a drop: the prompt starts again from an older turn, kept whole, never cut mid-turn
+        assert after[0] == before[0] and after[1]["content"].startswith("Passages from the library:")
+        assert sum(len(m["content"]) for m in after[1:-1]) <= assistant.HISTORY_CHARS * 0.5
+    assert 1 <= drops <= 40 // 4  # a drop now and then, not at every turn
+    assert all(sum(len(m["content"]) for m in p[1:-1]) <= assistant.HISTORY_CHARS for p in prompts)
 
 
 UNCOVERED = "Who won the football world cup in 1998?"  # the shared archives hold words of it, not its answer

@@ -7,13 +7,19 @@ the same server gives for the job's prompt in one request: nothing of the interr
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import signal
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from almanac_testing import Device, Portal, free_port, start_model_server
+from almanac_testing import Device, Portal, free_port, start_model_server, wait_http
+from appliance.assistant import model_client
 
 QUESTION = "How do I add zim files to the library?"
 MAX_TOKENS = 500  # a few seconds of the tiny model: long enough to be killed midway
@@ -86,6 +92,9 @@ def test_a_waiting_answer_survives_kill_9_of_the_portal_and_of_the_model_server(
         model, _ = start_model_server(model_dir, model_port, tmp_path / "model.log")
         job = _wait_job(phone, portal, job["id"], lambda j: j["status"] == "done", timeout=180)
         assert job["attempts"] == 3 and job["finish_reason"] == "length"
+        # One stream broke off, the one the model server's kill -9 cut; the portal's death cut none.
+        log = (portal.data / "logs" / "answers.log").read_text()
+        assert log.count("stopped answering") == 1 and model_client.STREAM_CUT in log, log
 
         # The answer is the model's one-go answer to the prompt kept in the job, to the byte.
         reply = _one_go(model_url, job["messages"])
@@ -107,6 +116,51 @@ def test_a_waiting_answer_survives_kill_9_of_the_portal_and_of_the_model_server(
         portal.stop()
         model.kill()
         model.wait(10)
+
+
+def _model_pids(log: Path) -> list[int]:
+    """The model servers the supervisor started, in order, from its lines in the model log."""
+    return [int(m) for m in re.findall(r"supervisor: model server started \(pid (\d+)\)", log.read_text())]
+
+
+def test_almanac_serve_restarts_a_dead_model_server_and_the_waiting_answer_goes_on(tmp_path, checkpoints):
+    model_dir = checkpoints.streamed("qwen3_moe")
+    model_url = f"http://127.0.0.1:{free_port()}"
+    config = _config(model_url).replace("  temperature: 0\n", f"  temperature: 0\n  model_dir: {model_dir}\n")
+    phone = Device()
+    portal = Portal(tmp_path, config)
+    log = portal.data / "logs" / "model.log"
+    try:
+        portal.start()  # it starts the model server, under its supervisor, for assistant.model_dir
+        wait_http(f"{model_url}/v1/models", timeout=120)
+        status, body = phone.request(f"{portal.url}/answers", "POST", {"q": QUESTION})
+        assert status == 201, body
+        job_id = body["job"]["id"]
+        _wait_job(phone, portal, job_id, lambda j: j["status"] == "running" and j["tokens"] > 5)
+        [first] = _model_pids(log)
+        os.kill(first, signal.SIGKILL)  # the OOM killer, say: the portal must bring the model back by itself
+        job = _wait_job(phone, portal, job_id, lambda j: "model server stopped answering" in (j["note"] or ""))
+        assert job["note"].startswith("restarted from the beginning")  # no exact resume: see docs/assistant.md
+        job = _wait_job(phone, portal, job_id, lambda j: j["status"] == "done", timeout=180)
+        assert job["attempts"] == 2 and job["finish_reason"] == "length"
+        assert job["answer"] == _one_go(model_url, job["messages"])["choices"][0]["message"]["content"]
+        text = log.read_text()
+        assert f"model server (pid {first}) ended with signal 9" in text and "restarting it in 1 s" in text
+        second = _model_pids(log)[1]
+        assert second != first and portal.proc.poll() is None  # the portal never went down
+        assert phone.request(f"{portal.url}/healthz")[0] == 200
+
+        # A portal killed with -9 takes its model server with it: the next portal starts its own.
+        portal.kill()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{second}").exists():
+            time.sleep(0.2)
+        assert not Path(f"/proc/{second}").exists(), "the model server outlived its portal"
+    finally:
+        portal.stop()
+        for pid in _model_pids(log) if log.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_jobs_are_private_cancel_and_delete_and_bad_requests_lose_nothing(tmp_path):
@@ -241,3 +295,45 @@ def test_the_inbox_and_the_ready_notification_in_chromium(tmp_path, checkpoints)
     finally:
         model.kill()
         model.wait(10)
+
+
+def test_almanac_doctor_checks_the_deep_model_with_a_fix_line(tmp_path, checkpoints):
+    from almanac_testing import almanac
+
+    model_dir = checkpoints.streamed("qwen3_moe")
+    port = free_port()
+    quick = f"http://127.0.0.1:{free_port()}"
+    env = {"ALMANAC_DATA": str(tmp_path / "data"), "ALMANAC_CONFIG": str(tmp_path / "config.yaml")}
+
+    def doctor(deep: str) -> str:
+        (tmp_path / "config.yaml").write_text(
+            f"server:\n  host: 127.0.0.1\n  port: {free_port()}\nassistant:\n  url: {quick}\n  deep:\n{deep}"
+        )
+        return almanac("doctor", env=env).stdout.splitlines()
+
+    def deep_lines(lines: list[str]) -> list[str]:
+        i = next(i for i, line in enumerate(lines) if line[4:].strip().startswith("deep model:"))
+        return lines[i : i + 2]
+
+    none = deep_lines(doctor("    url: ''\n"))
+    assert none[0] == "OK   deep model: none configured (assistant.deep.url is empty): no waiting answers"
+    url = f"http://127.0.0.1:{port}"
+    broken = deep_lines(doctor(f"    url: {url}\n    model_dir: {tmp_path / 'nothing'}\n"))
+    assert broken[0].startswith("FAIL deep model: assistant.deep.model_dir") and "not a loadable" in broken[0]
+    assert broken[1].strip().startswith("fix: convert one with `almanac model convert")
+    down = deep_lines(doctor(f"    url: {url}\n    model_dir: {model_dir}\n"))
+    assert down[0].startswith("FAIL deep model: waiting answers wait: no model server answers at")
+    assert down[1].strip().startswith("fix: start the portal (`almanac serve`)") and "model-deep.log" in down[1]
+    server, _ = start_model_server(model_dir, port)
+    try:
+        up = deep_lines(doctor(f"    url: {url}\n    model_dir: {model_dir}\n"))
+        assert up[0] == f"OK   deep model: {model_dir.name} answering at {url}"
+        wrong = deep_lines(doctor(f"    url: {url}\n    model: nosuch\n"))
+        assert wrong[0] == f"FAIL deep model: the server at {url} lists {model_dir.name}, not nosuch"
+        assert (
+            wrong[1].strip()
+            == f"fix: `almanac config set assistant.deep.model {model_dir.name}` (or empty: the first it lists)"
+        )
+    finally:
+        server.kill()
+        server.wait(10)
