@@ -153,7 +153,7 @@
     document.body.dataset.assistant = "asking";
     fetch("/assistant/stream", {
       method: "POST", signal: controller.signal,
-      headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
+      headers: { "Content-Type": "application/json", "Accept": "text/event-stream", "X-CSRF-Token": csrfToken() },
       body: JSON.stringify({ q: question, history: turns.slice(), conversation: conversationId || "new",
                              books: books() })
     }).then(function (response) {
@@ -190,6 +190,12 @@
     });
   }
 
+  // Every change the page asks for carries the token the page came with (appliance/web/auth.py).
+  function csrfToken() {
+    var meta = document.querySelector("meta[name='csrf-token']");
+    return meta ? meta.content : "";
+  }
+
   function books() {
     return Array.prototype.map.call(form.querySelectorAll("input[name='books.name']"), function (i) { return i.value; });
   }
@@ -201,7 +207,7 @@
     document.body.dataset.later = "asking";
     fetch("/answers", {
       method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
+      headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": csrfToken() },
       body: JSON.stringify({ q: question, books: books(), conversation: conversationId })
     }).then(function (r) {
       return r.json().then(function (body) { if (!r.ok) throw new Error(body.message || r.statusText); return body; });
