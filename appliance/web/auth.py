@@ -5,10 +5,11 @@ them too); every change of the box needs the admin's session. A session is serve
 its token in an HttpOnly, SameSite=Strict cookie (Secure over TLS), with an expiry; logout deletes it.
 
 Every POST, PUT, PATCH and DELETE carries a CSRF token (form field ``csrf_token`` or header ``X-CSRF-Token``;
-pages have it in ``<meta name="csrf-token">``): the admin session's own token, or for the reader-side actions
-of a device with no login (asking, waiting answers, conversations) an HMAC of its device id. An admin view
-takes only its session's token. Wrong passwords are counted per client address and slowed (429 with
-Retry-After, growing), and every login, failure and logout is logged.
+pages have it in ``<meta name="csrf-token">``, and a script of a device with no cookie yet asks GET /api/csrf):
+the admin session's own token, or, for the reader-side actions of a device with no login (asking, waiting
+answers, conversations), an HMAC of its device id. An admin view takes only its session's token. Wrong
+passwords are counted per client address and slowed (429 with Retry-After, growing), and every login,
+failure and logout is logged.
 """
 
 from __future__ import annotations
@@ -76,10 +77,15 @@ def device_token(device_id: str) -> str:
     return hmac.new(state().key, f"device:{device_id}".encode(), hashlib.sha256).hexdigest()
 
 
-def csrf_token() -> str:
-    """The token this page's forms and scripts send back (made with a device id when there is none yet)."""
+def csrf_token(create: bool = False) -> str:
+    """The token this page's forms and scripts send back: the admin session's, else the device's. A device
+    with no cookie yet gets "" (reading makes no cookie), unless ``create``: then its cookie is made now
+    (GET /api/csrf does that for a page's script before its first change; the login form does it too)."""
     s = session()
-    return s.csrf if s else device_token(device())
+    if s:
+        return s.csrf
+    dev = device() if create else known_device()
+    return device_token(dev) if dev else ""
 
 
 def sent_token() -> str:
@@ -87,8 +93,8 @@ def sent_token() -> str:
 
 
 def _check_csrf():
-    if request.method not in CHANGING:
-        return None
+    if request.method not in CHANGING or request.routing_exception is not None:
+        return None  # a 404 or 405 says more than a refusal would
     token = sent_token()
     s, dev = session(), known_device()
     good = [s.csrf] if s else []
@@ -179,6 +185,11 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
+def token():
+    """GET /api/csrf: this device's token, for a script or an app that posts (the device cookie comes with it)."""
+    return jsonify({"csrf_token": csrf_token(create=True), "admin": is_admin()})
+
+
 def login_page():
     """GET /admin/login: the form (and, as JSON, the token a script needs to post it)."""
     data = {
@@ -188,7 +199,7 @@ def login_page():
         "error": "",
     }
     if wants_json():
-        return jsonify({**data, "csrf_token": csrf_token()})
+        return jsonify({**data, "csrf_token": csrf_token(create=True)})
     return render_template("console/login.html", **data)
 
 

@@ -70,6 +70,7 @@ ROUTES = {
         ("/admin/login", auth.login_page),
         ("/admin/login", auth.login, ["POST"]),
         ("/admin/logout", auth.logout, ["POST"]),
+        ("/api/csrf", auth.token),
     ],
 }
 
