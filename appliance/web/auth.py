@@ -40,7 +40,7 @@ CONFIG_CHECK_S = 1.0  # how often a worker looks whether the config file changed
 class AuthState:
     sessions: SessionStore
     key: bytes
-    config_mtime: float | None = None
+    config_mtime: float | None = -1  # -1: not looked at yet, so the first request reads the file once
     config_checked: float = 0.0
 
 
@@ -49,7 +49,7 @@ def state() -> AuthState:
     if s is None:
         data = worker_state.get().data
         s = current_app.extensions.setdefault(
-            "almanac_auth", AuthState(SessionStore(data.db), secret_key(data.root), _mtime(_config_path()))
+            "almanac_auth", AuthState(SessionStore(data.db), secret_key(data.root), config_mtime=-1)
         )
     return s
 

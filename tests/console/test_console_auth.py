@@ -64,6 +64,8 @@ def test_console_pages_ask_for_the_login(admin, client):
             assert r.status_code == 400 and "country" in r.get_json()["message"]
             continue
         assert r.status_code == 200 and r.is_json, (url, r.status_code)
+        html = client.get(url, headers={"Accept": "text/html"})
+        assert html.status_code == 200 and 'id="logout"' in html.get_data(as_text=True), url
 
 
 @pytest.mark.parametrize("url", admin_posts())

@@ -41,7 +41,7 @@ def library():
             "size": book.size,
             "article_count": book.article_count,
             "path": book.path,
-            "update": updates.get(book.name),
+            "new_release": updates.get(book.name),
         }
         for book in s.library.list()
     ]
