@@ -215,3 +215,24 @@ def test_admin_set_password_cli(data_dir, tmp_path):
     assert done.returncode == 0 and admin_password.check(data_dir, PASSWORD), done.stderr
     assert "open session" in almanac("admin", "status").stdout
     assert json.loads(almanac("doctor", "--json").stdout)["checks"][0]["name"] == "python"
+
+
+def test_a_map_region_is_sized_first_then_cut_as_a_task_and_served(admin, data_dir):
+    from almanac_testing import MAPS
+
+    source = MAPS / "world-ne10m-z0-6.pmtiles"
+    r = admin.get(f"/admin/maps/estimate?format=json&bbox=20,59,32,70&maxzoom=4&source={source}")
+    estimate = r.get_json()
+    assert r.status_code == 200 and estimate["tiles"] > 0 and estimate["bytes_needed"] > 0, estimate
+    assert estimate["name"] == "region-20.00_59.00_32.00_70.00"
+    assert not (data_dir / "maps" / f"{estimate['name']}.pmtiles").exists()  # an estimate fetches nothing
+    r = post(admin, "/admin/maps/region", bbox="20,59,32,70", maxzoom="4", source=str(source), name="finland")
+    task = wait_task(admin, r.get_json()["task"]["id"])
+    assert task["state"] == "done", task
+    maps = admin.get("/admin/maps?format=json").get_json()["maps"]
+    assert "finland" in {m["name"] for m in maps}
+    r = post(admin, "/admin/maps/finland/remove")
+    assert r.status_code == 200 and r.get_json()["deleted"] and not (data_dir / "maps" / "finland.pmtiles").exists()
+    assert (
+        post(admin, "/admin/maps/region", bbox="20,59,32,70", maxzoom="4", name="../x", source="s").status_code == 400
+    )
