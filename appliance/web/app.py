@@ -41,5 +41,7 @@ def create_app(config: Config | None = None) -> Flask:
     routes.register(app)
     # Tiles are most of a map's requests: the common case skips Flask's request machinery; Flask still
     # answers everything else, errors included.
-    app.wsgi_app = TileFastPath(app.wsgi_app, state.maps.registry)
+    app.wsgi_app = TileFastPath(
+        app.wsgi_app, state.maps.registry, open_to_all=lambda: not state.config.get("admin.login_to_read")
+    )
     return app

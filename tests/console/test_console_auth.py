@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import stat
 
 import pytest
@@ -195,6 +196,12 @@ def test_reader_side_changes_need_the_device_token(admin, client):
 
 
 def test_login_to_read_closes_everything_but_the_login(admin, client, data_dir):
+    from almanac_testing import MAPS
+
+    (data_dir / "maps").mkdir(exist_ok=True)
+    shutil.copy(MAPS / "world-ne10m-z0-6.pmtiles", data_dir / "maps" / "plain.pmtiles")
+    tile = "/maps/tiles/plain/0/0/0.mvt"
+    assert admin.test_client().get(tile).status_code == 200  # open to all: the fast path serves it
     login(client)
     token = admin_token(client)
     r = client.post("/admin/settings", data={"key": "admin.login_to_read", "value": "true", "csrf_token": token})
@@ -205,6 +212,7 @@ def test_login_to_read_closes_everything_but_the_login(admin, client, data_dir):
     assert r.status_code == 302 and r.headers["Location"] == "/admin/login?next=/library"
     assert anonymous.get("/search?pattern=kiwix&format=json").status_code == 401
     assert anonymous.get("/content/example/").status_code == 302
+    assert anonymous.get(tile).status_code == 302  # not even through the tiles' fast path
     assert anonymous.get("/healthz").status_code == 200 and anonymous.get("/admin/login").status_code == 200
     assert client.get("/library?format=json").status_code == 200  # the admin reads on
     r = client.post("/admin/settings", data={"key": "admin.login_to_read", "value": "false", "csrf_token": token})
