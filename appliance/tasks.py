@@ -143,14 +143,15 @@ class TaskStore(SqliteStore):
         env = dict(os.environ, ALMANAC_DATA=str(self.data.root))
         if config_path:
             env["ALMANAC_CONFIG"] = str(config_path)
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance.runtime.task_process", str(task_id), str(os.getppid())],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.folder / f"{task_id}.runner.log", "ab"),
-            env=env,
-            start_new_session=True,  # a Ctrl-C or a signal to the portal's group is the runner's to pass on
-        )
+        with open(self.folder / f"{task_id}.runner.log", "ab") as runner_log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "appliance.runtime.task_process", str(task_id), str(os.getppid())],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=runner_log,
+                env=env,
+                start_new_session=True,  # a Ctrl-C or a signal to the portal's group is the runner's to pass on
+            )
         self._run("UPDATE console_tasks SET pid = ? WHERE id = ?", (proc.pid, task_id))
         threading.Thread(target=proc.wait, daemon=True, name=f"task-{task_id}-reaper").start()
         return self.get(task_id)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import ROOT, csrf_headers, free_port, sse_events, wait_http, zim
+from almanac_testing import ROOT, Device, csrf_headers, free_port, sse_events, wait_http, zim
 
 QUESTION = "How do I add zim files to the library?"
 MAX_TOKENS = 12
@@ -205,12 +205,10 @@ def test_the_chat_page_in_a_browser_streams_the_answer_under_its_sources(tmp_pat
             assert [(e["q"], e["a"]) for e in saved["entries"]] == [(QUESTION, expected["answer"])]
             # A follow-up: the first turn moves up into the conversation, the second is asked with it.
             follow = "Where do they come from?"
-            body = json.dumps({"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}).encode()
-            req = urllib.request.Request(
-                f"{url}/assistant/stream", data=body, headers={"Content-Type": "application/json"}
-            )
-            with urllib.request.urlopen(req, timeout=120) as r:
-                second = "".join(d["text"] for n, d in sse_events(r.read().decode()) if n == "delta")
+            body = {"q": follow, "history": [{"q": QUESTION, "a": expected["answer"]}]}
+            status, text = Device().request(f"{url}/assistant/stream", "POST", body, accept="text/event-stream")
+            assert status == 200, text
+            second = "".join(d["text"] for n, d in sse_events(text) if n == "delta")
             b.evaluate(
                 f"document.querySelector('#ask input[name=q]').value = {json.dumps(follow)};"
                 " document.querySelector('#ask button').click()"
