@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -112,6 +113,13 @@ def job_row(b, name: str):
     )
 
 
+def log_in(b, url: str, then: str) -> None:
+    go(b, f"{url}{then}", "/admin/login")
+    b.evaluate(f"document.getElementById('password').value = {json.dumps(PASSWORD)}")
+    click(b, "#login button")
+    arrived(b, then)
+
+
 def test_the_admin_fills_and_looks_after_the_box_from_a_phone(box, browser):
     b, url = browser, box["url"]
     b.watch_everything()
@@ -188,4 +196,65 @@ def test_the_admin_fills_and_looks_after_the_box_from_a_phone(box, browser):
     arrived(b, "/admin/login")
     go(b, f"{url}/admin/jobs", "/admin/login")
     assert all(u.startswith(url) or u.startswith(("data:", "about:")) for u in b.requested_urls()), b.requested_urls()
+    assert b.console_errors() == []
+
+
+@pytest.fixture
+def map_box(tmp_path):
+    """`almanac serve` with the world map served and named as the planet source the Maps page cuts from."""
+    from almanac_testing import MAPS, Portal
+
+    planet = MAPS / "world-ne10m-z0-6.pmtiles"
+    portal = Portal(tmp_path, f"server:\n  host: 127.0.0.1\nmaps:\n  planet_source: {planet}\n", books=())
+    (portal.data / "maps").mkdir(parents=True, exist_ok=True)
+    shutil.copy(planet, portal.data / "maps" / "world.pmtiles")
+    secret = tmp_path / "password"
+    secret.write_text(PASSWORD + "\n")
+    assert almanac("admin", "set-password", "--password-file", str(secret), env=portal.env).returncode == 0
+    with portal:
+        yield portal
+
+
+def test_a_map_region_drawn_on_a_phone_is_sized_then_cut(map_box, browser):
+    b, url = browser, map_box.url
+    b.watch_everything()
+    b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+    log_in(b, url, "/admin/maps")
+    assert b.wait_for("window.almanacRegionMap && window.almanacRegionMap.loaded()", 30), b.console_errors()
+    click(b, "#draw-box")
+    b.evaluate("document.getElementById('region-map').scrollIntoView()")
+    rect = b.evaluate(
+        "(() => { const r = document.getElementById('region-map').getBoundingClientRect();"
+        " return [r.left, r.top, r.width, r.height]; })()"
+    )
+    x0, y0 = rect[0] + rect[2] * 0.45, rect[1] + rect[3] * 0.3
+    x1, y1 = rect[0] + rect[2] * 0.6, rect[1] + rect[3] * 0.45
+    b.call("Input.dispatchMouseEvent", type="mousePressed", x=x0, y=y0, button="left", clickCount=1)
+    for i in range(1, 6):
+        b.call(
+            "Input.dispatchMouseEvent",
+            type="mouseMoved",
+            x=x0 + (x1 - x0) * i / 5,
+            y=y0 + (y1 - y0) * i / 5,
+            button="left",
+        )
+    b.call("Input.dispatchMouseEvent", type="mouseReleased", x=x1, y=y1, button="left", clickCount=1)
+    w, s, e, n = (float(v) for v in b.evaluate("document.getElementById('region-bbox').value").split(","))
+    assert w < e and s < n, (w, s, e, n)  # the box dragged across the map, in degrees
+    assert b.evaluate("document.getElementById('region-country').value") == ""
+    assert b.evaluate("!!window.almanacRegionMap.getLayer('region-box-line')")  # and drawn on it
+    b.evaluate("document.getElementById('region-maxzoom').value = '3'")
+    click(b, "#region-estimate")
+    assert b.wait_for("/\\d+ tiles, .* to fetch/.test(document.getElementById('region-size').textContent)", 30), (
+        b.evaluate("document.getElementById('region-size').textContent")
+    )
+    assert not list((map_box.data / "maps").glob("region-*"))  # sized first: nothing fetched yet
+    click(b, "#region-start")
+    arrived(b, "/admin/jobs")
+    assert b.wait_for(
+        "(() => { const t = document.querySelector('#tasks li.task'); return t && t.dataset.state === 'done'; })()", 60
+    ), b.evaluate("document.getElementById('tasks').textContent")
+    go(b, f"{url}/admin/maps", "/admin/maps")
+    assert b.evaluate("[...document.querySelectorAll('#maps tbody tr')].some(r => r.id.startsWith('map-region-'))")
+    assert all(u.startswith(url) or u.startswith(("data:", "about:", "blob:")) for u in b.requested_urls())
     assert b.console_errors() == []
