@@ -31,6 +31,8 @@ def box(tmp_path):
     kiwix = KiwixServe(work)
     tiny = build_book(work / "books", name="tiny_en_all", flavour="nopic", date="2024-06-01", words=4000)
     kiwix.add(tiny, publish(tiny, files.root, files.url))
+    older = build_book(work / "books", name="tiny_en_all", flavour="nopic", date="2024-01-05", title="Tiny old")
+    kiwix.add(older, publish(older, files.root, files.url))
     kiwix.add(zim(BIG), publish(zim(BIG), files.root, files.url))
     kiwix.start()
     # Slow enough to be seen running and to be cancelled on the way; a pack's book takes a few seconds.
@@ -151,7 +153,7 @@ def test_the_admin_fills_and_looks_after_the_box_from_a_phone(box, browser):
 
     # Start a download from the catalog, see it run, cancel it.
     go(b, f"{url}/admin/catalog?q=wikibooks", "/admin/catalog")
-    assert b.evaluate("document.querySelectorAll('#entries li').length") == 1
+    assert b.evaluate("document.querySelectorAll('#entries li').length") == 1  # the search found only it
     click(b, "#entries li form button")
     arrived(b, "/admin/jobs")
     assert b.wait_for(
@@ -196,6 +198,36 @@ def test_the_admin_fills_and_looks_after_the_box_from_a_phone(box, browser):
     arrived(b, "/admin/login")
     go(b, f"{url}/admin/jobs", "/admin/login")
     assert all(u.startswith(url) or u.startswith(("data:", "about:")) for u in b.requested_urls()), b.requested_urls()
+    assert b.console_errors() == []
+
+
+def test_an_older_book_is_updated_from_the_library_page(box, browser):
+    b, url = browser, box["url"]
+    b.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=2, mobile=True)
+    log_in(b, url, "/admin/catalog")
+    go(b, f"{url}/admin/catalog?q=tiny", "/admin/catalog")
+    assert b.evaluate("document.querySelectorAll('#entries li').length") == 2  # both releases
+    b.evaluate(
+        "window.almanacLeft = true; [...document.querySelectorAll('#entries li')]"
+        ".find(li => li.textContent.includes('2024-01-05')).querySelector('form button').click()"
+    )
+    arrived(b, "/admin/jobs")
+    notice = b.evaluate("document.getElementById('notice').textContent")
+    job = notice.split("queued job ")[1].split(":")[0]
+    assert b.wait_for(f"document.getElementById('job-{job}').dataset.state === 'done'", 60)
+    go(b, f"{url}/admin/library", "/admin/library")
+    row = "document.getElementById('book-tiny_en_all_nopic')"
+    text = b.evaluate(f"{row}.textContent")
+    assert "2024-01-05" in text and "2024-06-01" in text, text  # installed, and the update the catalog has
+    click(b, "#book-tiny_en_all_nopic form[action$='/update'] button")
+    arrived(b, "/admin/jobs")
+    notice = b.evaluate("document.getElementById('notice').textContent")
+    assert "update of tiny_en_all_nopic" in notice, notice
+    job = notice.split("queued job ")[1].split(":")[0]
+    assert b.wait_for(f"document.getElementById('job-{job}').dataset.state === 'done'", 60)
+    go(b, f"{url}/admin/library", "/admin/library")
+    text = b.evaluate(f"{row}.textContent")
+    assert "2024-06-01" in text and "2024-01-05" not in text and "Update" not in text, text
     assert b.console_errors() == []
 
 
