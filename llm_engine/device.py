@@ -5,11 +5,13 @@
   experts are read with preadv straight into the bank, and a call is computed stage by stage
   while the rest of its experts are read.
 - metal: the stored dtype (bf16), as mlx-lm; preadv into the bank (unified memory).
-- cuda: the stored dtype (bf16), as mlx-lm; the bank is CUDA managed memory, and each expert
-  is read into a host buffer and copied into the bank by the driver (cuda_memory.py).
+- cuda: the stored dtype (bf16), as mlx-lm; the bank is CUDA managed memory advised to stay
+  in host RAM, read straight into by preadv and read by the GPU over the bus ("host", the
+  fastest of the four paths measured on an H200; ALMANAC_CUDA_READ picks another).
 
 On both GPUs every read goes to the I/O pool and a call runs as one switch-layer call once
-its experts are in (the kernels are picked by shape, so staged calls would change the numbers).
+its experts are in (the kernels are picked by shape, so split calls would change the numbers):
+the bank that calls without a cache share holds a whole layer's experts.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def read_path() -> ReadPath:
     if kind == "metal":
         return ReadPath("metal", staged=False, inline_cached=False)
     # ALMANAC_CUDA_READ picks another path (benchmarks compare them).
-    return CUDA_READ_PATHS[os.environ.get("ALMANAC_CUDA_READ", "copy")]
+    return CUDA_READ_PATHS[os.environ.get("ALMANAC_CUDA_READ", "host")]
 
 
 def prefetch_slots(rows: list, slots, nbytes: list[int]) -> None:

@@ -12,10 +12,10 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import manifest as mf
-from .device import cast_model
+from .device import cast_model, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .architectures import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
-from .store import IOStats, LayerStore, alloc_bank, bank_signature
+from .store import Bank, IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
 
 IO_THREADS = 8
@@ -38,6 +38,7 @@ class Engine:
     # prompt that extends one (a follow-up question) computes only its new tokens.
     prompt_cache: object | None = None
     _pools: tuple = field(repr=False, default=())
+    trained_experts_per_token: int = 0  # what the model routes to without an override; 0: dense
 
     def close(self) -> None:
         for pool in self._pools:
@@ -168,24 +169,37 @@ def _materialize(model: nn.Module) -> None:
 
 
 def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int) -> None:
-    """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers."""
+    """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers.
+
+    Where a call must run as one switch call (GPUs, see device.py), the shared bank holds a
+    whole layer's experts, so a prefill chunk routed to all of them still runs in one call,
+    and layers with cache slots use it for the calls their own bank cannot hold.
+    """
+    one_call = not read_path().staged
     sizes = [
         min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots)) for p, s in zip(paths, stores)
     ]
     shared_size: dict[tuple, int] = {}
     for store, size in zip(stores, sizes):
-        if not store.cache_slots:
+        if not store.cache_slots or (one_call and size < store.spec.num_experts):
             key = bank_signature(store.spec)
-            shared_size[key] = max(size, shared_size.get(key, 0))
+            wanted = store.spec.num_experts if one_call else size
+            shared_size[key] = max(wanted, shared_size.get(key, 0))
     shared = {}
-    for store, size in zip(stores, sizes):
-        if store.cache_slots:
-            store.attach(alloc_bank(store.spec, size), retain=True)
-            continue
+
+    def shared_bank(store: LayerStore) -> Bank:
         key = bank_signature(store.spec)
         if key not in shared:
             shared[key] = alloc_bank(store.spec, shared_size[key])
-        store.attach(shared[key], retain=False)
+        return shared[key]
+
+    for store, size in zip(stores, sizes):
+        if not store.cache_slots:
+            store.attach(shared_bank(store), retain=False)
+        elif one_call and size < store.spec.num_experts:
+            store.attach(alloc_bank(store.spec, size), retain=True, scratch=shared_bank(store))
+        else:
+            store.attach(alloc_bank(store.spec, size), retain=True)
 
 
 def load(
@@ -284,6 +298,7 @@ def load(
         cast_model(model)
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
+        trained_k = top_k_of(model, paths[0], int(config.get("num_experts_per_tok", 8))) if paths else 0
         if experts_per_token is not None:
             if not paths:
                 raise EngineError("--experts-per-token: this model has no experts (a dense model)")
@@ -305,5 +320,16 @@ def load(
 
         prompt_cache = LRUPromptCache(max_size=prompt_cache_entries, max_bytes=int(prompt_cache_gb * (1 << 30)))
     return Engine(
-        path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, prompt_cache, (sequencer, pool)
+        path,
+        model,
+        tokenizer,
+        config,
+        manifest,
+        stores,
+        io,
+        slots,
+        experts_per_token,
+        prompt_cache,
+        (sequencer, pool),
+        trained_experts_per_token=trained_k,
     )

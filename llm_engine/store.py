@@ -61,6 +61,7 @@ class IOStats:
     # (Waits for later stages overlap the computation of the earlier ones.)
     io_wait_seconds: float = 0.0
     calls: int = 0
+    split_calls: int = 0  # calls whose experts did not fit one bank: computed group by group
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def as_dict(self) -> dict:
@@ -74,10 +75,11 @@ class IOStats:
             "io_seconds": self.io_seconds,
             "io_wait_seconds": self.io_wait_seconds,
             "moe_calls": self.calls,
+            "moe_split_calls": self.split_calls,
         }
 
     def reset(self) -> None:
-        self.bytes_read = self.expert_reads = self.cache_hits = self.cache_misses = self.calls = 0
+        self.bytes_read = self.expert_reads = self.cache_hits = self.cache_misses = self.calls = self.split_calls = 0
         self.io_seconds = self.io_wait_seconds = 0.0
 
 
@@ -195,9 +197,14 @@ class LayerStore:
         self.policy: SlotPolicy | None = None
         self.read_path = read_path()
 
-    def attach(self, bank: Bank, retain: bool) -> None:
+    def attach(self, bank: Bank, retain: bool, scratch: Bank | None = None) -> None:
+        """Read into `bank`; `scratch` (non-retaining, larger) takes the calls `bank` cannot hold."""
         self.bank = bank
         self.policy = SlotPolicy(self.spec.num_experts, bank.size, retain=retain)
+        self._own = (self.bank, self.policy)
+        self._scratch = None
+        if scratch is not None and scratch.size > bank.size:
+            self._scratch = (scratch, SlotPolicy(self.spec.num_experts, scratch.size, retain=False))
 
     @property
     def capacity(self) -> int:
@@ -301,8 +308,16 @@ class LayerStore:
         """
         with self.stats.lock:
             self.stats.calls += 1
+        self.bank, self.policy = self._own
         if len(experts) <= self.capacity:
             return [experts]
+        if self._scratch is not None and len(experts) <= self._scratch[0].size:
+            # One call over all its experts (GPUs: split calls would change the numbers); the
+            # experts this layer caches are read again into the scratch bank.
+            self.bank, self.policy = self._scratch
+            return [experts]
+        with self.stats.lock:
+            self.stats.split_calls += 1
         kept = self.policy.slot_of[experts] >= 0 if self.policy.retain else np.zeros(len(experts), bool)
         ordered = np.concatenate([experts[kept], experts[~kept]])
         return [np.sort(ordered[i : i + self.capacity]) for i in range(0, len(ordered), self.capacity)]

@@ -94,16 +94,25 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     type=click.IntRange(1),
     default=None,
     help="Quality trade-off: route each token to K experts instead of the trained "
-    "number. Off by default; changes the model's answers.",
+    "number. Off by default; changes the model's answers, by how much is measured and printed first.",
 )
 def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
     try:
         with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
+            change = None
+            if experts_per_token is not None:
+                from llm_engine.quality import experts_per_token_change
+
+                change = experts_per_token_change(engine, experts_per_token)
+                click.echo(f"[lossy: {change.describe()}]", err=True)
             if as_json:
                 result = llm_engine.generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
-                click.echo(json.dumps(result.as_dict()))
+                out = result.as_dict()
+                if change is not None:
+                    out["quality_change"] = change.as_dict()
+                click.echo(json.dumps(out))
                 return
             stats = {}
             for step in llm_engine.stream_generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed):
@@ -160,10 +169,32 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
     show_default=True,
     help="Keep the KV caches of this many recent prompts, so a follow-up computes only its new tokens; 0: none.",
 )
-def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache):
-    """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
+@click.option(
+    "--api-tokens",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File of SHA-256 digests of the tokens clients beyond this machine must send (Authorization: Bearer). "
+    "Default with a --host other than 127.0.0.1: the data dir's, from `almanac model tokens`.",
+)
+def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache, api_tokens):
+    """Serve the model in DIR over the OpenAI and Ollama HTTP APIs.
+
+    On 127.0.0.1 (the default) only this machine connects. On any other address every client beyond this
+    machine must send one of the API tokens made with `almanac model tokens create`."""
     llm_engine = _engine()
     from llm_engine.serve import serve
+    from llm_engine.serve.tokens import is_loopback
+
+    if api_tokens is None and not is_loopback(host):
+        from ..api_tokens import list_tokens, token_file
+
+        data = _data()
+        api_tokens = token_file(data)
+        if not list_tokens(data):
+            click.echo(
+                "no API tokens yet: clients beyond this machine are refused; `almanac model tokens create NAME`",
+                err=True,
+            )
 
     def ready(url: str) -> None:
         click.echo(
@@ -181,6 +212,7 @@ def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prom
             expert_cache_gb=expert_cache_gb,
             prompt_cache_entries=prompt_cache,
             on_ready=ready,
+            api_tokens=api_tokens,
         )
     except llm_engine.EngineError as e:
         raise _fail(e) from None
@@ -227,8 +259,18 @@ def verify_cmd(directory):
     click.echo(f"OK: every checksum matches ({directory})")
 
 
+def _data():
+    """The data dir, also when this group runs on its own (`python -m appliance.cli.model`)."""
+    state = click.get_current_context().find_root().obj
+    if state is None:
+        from .state import CliState
+
+        state = CliState(None)
+    return state.data()
+
+
 def _models_dir():
-    return click.get_current_context().find_root().obj.data().models
+    return _data().models
 
 
 @model.command("pull")
@@ -290,6 +332,61 @@ def import_cmd(path, name):
     except ModelError as e:
         raise _fail(e) from None
     click.echo(f"imported {path} -> {dest} (every checksum matches)")
+
+
+@model.group("tokens")
+def tokens():
+    """API tokens for the model server served to the LAN (clients send Authorization: Bearer TOKEN)."""
+
+
+@tokens.command("create")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the token and its secret as JSON.")
+def tokens_create(name, as_json):
+    """Make a token named NAME (a device or a person); its secret is shown once, now."""
+    from ..api_tokens import TokenError, create
+
+    try:
+        token, secret = create(_data(), name)
+    except TokenError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps({"token": token.to_json(), "secret": secret}, indent=2))
+        return
+    click.echo(f"token {token.id} ({token.name}) created. Its secret, shown only now:\n\n  {secret}\n")
+    click.echo("Clients send it as `Authorization: Bearer <secret>` (an OpenAI client: api_key=<secret>).")
+
+
+@tokens.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def tokens_list(as_json):
+    """Every valid token: id, name, when it was made and last used, and the start of its secret."""
+    import datetime
+
+    from ..api_tokens import list_tokens
+
+    found = list_tokens(_data())
+    if as_json:
+        click.echo(json.dumps([t.to_json() for t in found], indent=2))
+        return
+    if not found:
+        click.echo("no API tokens; `almanac model tokens create NAME` makes one")
+    for t in found:
+        made = datetime.datetime.fromtimestamp(t.created).strftime("%Y-%m-%d %H:%M")
+        used = datetime.datetime.fromtimestamp(t.last_used).strftime("%Y-%m-%d %H:%M") if t.last_used else "never"
+        click.echo(f"{t.id:>4}  {t.name:<30}  created {made}  last used {used:<16}  {t.hint}…")
+
+
+@tokens.command("revoke")
+@click.argument("token_id", metavar="ID", type=int)
+def tokens_revoke(token_id):
+    """Take token ID out: the model server refuses it from its next request on."""
+    from ..api_tokens import revoke
+    from .state import BadInput
+
+    if not revoke(_data(), token_id):
+        raise BadInput(f"no API token with id {token_id}; `almanac model tokens list` shows them")
+    click.echo(f"token {token_id} revoked")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from urllib.parse import urlsplit
 
+from .. import api_tokens
 from ..assistant.model_client import probe
 from ..config import Config
 from ..datadir import DataDir
@@ -36,7 +37,8 @@ def model_server_address(url: str, key: str = "assistant.url") -> tuple[str, int
 
 def start_model_server(config: Config, data: DataDir, prefix: str = "assistant") -> subprocess.Popen | None:
     """Run `almanac model serve` for `<prefix>.model_dir` on the port of `<prefix>.url` beside the portal,
-    logging to logs/model.log (the deep model's to logs/model-deep.log).
+    logging to logs/model.log (the deep model's to logs/model-deep.log). With assistant.serve_to_lan it listens
+    on 0.0.0.0 and asks clients beyond this machine for a token of the data dir's token file.
 
     Nothing is started when the option is empty or a server already answers at the URL.
     """
@@ -53,8 +55,11 @@ def start_model_server(config: Config, data: DataDir, prefix: str = "assistant")
     if probe(url, timeout=1.0).models:
         return None  # one is running already (a previous portal's, started by hand, or the quick model's)
     log = open(data.logs / ("model.log" if prefix == "assistant" else "model-deep.log"), "ab")
+    where = ["--host", host]
+    if config.get("assistant.serve_to_lan"):
+        where = ["--host", "0.0.0.0", "--api-tokens", str(api_tokens.token_file(data))]
     return subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--host", host, "--port", str(port)],
+        [sys.executable, "-m", "appliance.cli", "model", "serve", str(directory), "--port", str(port), *where],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,

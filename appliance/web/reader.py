@@ -8,7 +8,7 @@ from flask import abort, redirect, render_template, request
 
 from content import entries
 
-from . import worker_state
+from . import article_bridge, worker_state
 from .http_cache import make_etag, send_bytes
 
 
@@ -47,7 +47,15 @@ def content(book: str, path: str, raw: bool = False):
         abort(404, description=f"No page {path!r} in {book}.")
     if isinstance(found, entries.Redirect):
         return redirect(_content_url(book, found.path, raw), 302)
-    return send_bytes(request, found.body, found.mimetype, make_etag(found.uuid, found.path), max_age=3600)
+    if raw or not found.mimetype.startswith("text/html"):
+        return send_bytes(request, found.body, found.mimetype, make_etag(found.uuid, found.path), max_age=3600)
+    # An HTML article: in the reader's frame it carries the toolbar's script (article_bridge.py); on its own,
+    # its bytes are the archive's. Both vary on Sec-Fetch-Dest, with an ETag each.
+    if article_bridge.wanted(request, found.mimetype):
+        body, etag = article_bridge.add_to(found.body), make_etag(found.uuid, found.path, article_bridge.SCRIPT_URL)
+    else:
+        body, etag = found.body, make_etag(found.uuid, found.path)
+    return send_bytes(request, body, found.mimetype, etag, max_age=3600, extra_headers={"Vary": article_bridge.VARY})
 
 
 def random_article():

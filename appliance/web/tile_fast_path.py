@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .http_cache import etag_matches
+from .security_headers import headers_for
 from .tiles import TILE_MAX_AGE, Tile, answer_tile
 
 PREFIX = "/maps/tiles/"
@@ -51,6 +52,7 @@ class TileFastPath:
             ("Vary", "Accept-Encoding"),
             *tile.headers.items(),
             ("ETag", f'"{tile.etag}"'),
+            *((k, v) for k, v in headers_for(path) if k not in tile.headers),  # as Flask's after_request adds
         ]
         if etag_matches(environ.get("HTTP_IF_NONE_MATCH"), tile.etag):
             return "304 NOT MODIFIED", headers, b""

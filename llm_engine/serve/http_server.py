@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from . import ollama_api, openai_api
 from ..errors import EngineError
 from .fields import ApiError, Limits, parse_body
+from .tokens import LastUsed, TokenFile, TokenFileError, is_loopback
 from .worker import Delta, Done, Failed, Started, Ticket, Worker
 
 MAX_BODY = 16 << 20  # a long chat is well under a megabyte
@@ -35,6 +36,8 @@ POLL_S = 0.2  # how often a waiting request checks that its client is still ther
 class App:
     worker: Worker
     limits: Limits
+    tokens: TokenFile | None = None  # asked of every client that is not on this machine
+    last_used: LastUsed | None = None
 
 
 def health(app: App) -> dict:
@@ -87,6 +90,12 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         self._streaming = False
         try:
+            if app.tokens is not None and not is_loopback(self.client_address[0]):
+                used = app.tokens.match(self.headers.get("Authorization"))
+                if used is None:
+                    self.close_connection = True  # the body, if any, is not read
+                    raise ApiError(401, "send a valid API token: Authorization: Bearer <token>", code="unauthorized")
+                app.last_used.note(used)
             if method == "GET" and path in INFO:
                 return self._json(200, INFO[path](app))
             if method == "POST" and path in GENERATE:
@@ -124,6 +133,8 @@ class Handler(BaseHTTPRequestHandler):
     def _json(self, status: int, obj: dict) -> None:
         data = json.dumps(obj).encode()
         self.send_response(status)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="almanac-llm"')
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -208,9 +219,36 @@ class Server(ThreadingHTTPServer):
         self.app = app
 
 
-def make_server(worker: Worker, host: str = "127.0.0.1", port: int = 11434, limits: Limits | None = None) -> Server:
-    """A bound server (port 0 picks a free one: read server.server_address)."""
-    return Server((host, port), App(worker, limits or Limits(max_tokens=2048)))
+def make_server(
+    worker: Worker,
+    host: str = "127.0.0.1",
+    port: int = 11434,
+    limits: Limits | None = None,
+    api_tokens: str | os.PathLike | None = None,
+) -> Server:
+    """A bound server (port 0 picks a free one: read server.server_address); see token_check(). The last use of
+    each token is noted beside the token file (tokens.LastUsed)."""
+    tokens = token_check(host, api_tokens)
+    last_used = LastUsed(api_tokens) if tokens is not None else None
+    return Server((host, port), App(worker, limits or Limits(max_tokens=2048), tokens, last_used))
+
+
+def token_check(host: str, api_tokens: str | os.PathLike | None) -> TokenFile | None:
+    """The tokens a server on `host` asks of every client beyond this machine (loopback clients need none).
+
+    A server on an address other than loopback must have a token file (SHA-256 digests, see tokens.py):
+    EngineError without one, or when it cannot be read."""
+    if api_tokens is None:
+        if is_loopback(host):
+            return None
+        raise EngineError(
+            f"listening on {host} serves the model to the network: give a token file (--api-tokens FILE, "
+            "SHA-256 digests of the tokens clients send as Authorization: Bearer), or listen on 127.0.0.1"
+        )
+    try:
+        return TokenFile(api_tokens)
+    except TokenFileError as e:
+        raise EngineError(f"api tokens: {e}") from None
 
 
 def serve(
@@ -220,15 +258,20 @@ def serve(
     max_tokens_limit: int = 2048,
     max_prompt_tokens: int = 8192,
     on_ready=print,
+    api_tokens: str | os.PathLike | None = None,
     **load_kwargs,
 ) -> None:
-    """Load the model in DIR and serve it until SIGINT/SIGTERM. on_ready(url) once listening."""
+    """Load the model in DIR and serve it until SIGINT/SIGTERM. on_ready(url) once listening.
+
+    `api_tokens`: the token file clients beyond this machine must match; required when `host` is not loopback.
+    """
     if max_tokens_limit < 1:
         raise EngineError("max_tokens_limit must be >= 1")
+    token_check(host, api_tokens)  # a server that may not start says so before the model is loaded
     worker = Worker.start(path, max_prompt_tokens, **load_kwargs)
     try:
         try:
-            httpd = make_server(worker, host, port, Limits(max_tokens_limit))
+            httpd = make_server(worker, host, port, Limits(max_tokens_limit), api_tokens)
         except OSError as e:
             raise EngineError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
         if threading.current_thread() is threading.main_thread():
@@ -242,5 +285,7 @@ def serve(
             pass
         finally:
             httpd.server_close()
+            if httpd.app.last_used is not None:
+                httpd.app.last_used.close()
     finally:
         worker.close()

@@ -66,6 +66,7 @@ class Browser:
         self.ws = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=30, suppress_origin=True)
         self._id = 0
         self.events: list[dict] = []
+        self.frame_sessions: dict[str, str] = {}  # target id -> DevTools session of an out-of-process frame
 
     def _send(self, method: str, params: dict, session: str | None = None) -> int:
         self._id += 1
@@ -75,8 +76,8 @@ class Browser:
         self.ws.send(json.dumps(msg))
         return self._id
 
-    def call(self, method: str, **params):
-        my_id = self._send(method, params)
+    def call(self, method: str, session: str | None = None, **params):
+        my_id = self._send(method, params, session)
         while True:
             msg = json.loads(self.ws.recv())
             if msg.get("id") == my_id:
@@ -99,7 +100,15 @@ class Browser:
         self.call("Network.enable")
         self.call("Runtime.enable")
         self.call("Page.enable")
-        self.call("Target.setAutoAttach", autoAttach=True, waitForDebuggerOnStart=True, flatten=True)
+        # Frames in a process of their own (a sandboxed article is one) are left out: paused for a debugger
+        # they would never load; frame_evaluate() attaches to them when asked.
+        self.call(
+            "Target.setAutoAttach",
+            autoAttach=True,
+            waitForDebuggerOnStart=True,
+            flatten=True,
+            filter=[{"type": "iframe", "exclude": True}, {}],
+        )
 
     def evaluate(self, expression: str, await_promise: bool = False):
         result = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=await_promise)
@@ -107,13 +116,43 @@ class Browser:
             raise RuntimeError(f"page error: {result['exceptionDetails']}")
         return result["result"].get("value")
 
-    def wait_for(self, expression: str, timeout: float) -> bool:
+    def wait_for(self, expression: str, timeout: float, in_frame: bool | str = False) -> bool:
+        """Poll `expression` until it is true: in the page, or in its frame (`in_frame`: True, or a part of the
+        frame's URL)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.evaluate(expression):
-                return True
+            try:
+                if (
+                    self.frame_evaluate(expression, "" if in_frame is True else in_frame)
+                    if in_frame
+                    else self.evaluate(expression)
+                ):
+                    return True
+            except RuntimeError:
+                if not in_frame:
+                    raise  # the frame may be between two documents: try again
             time.sleep(0.25)
         return False
+
+    def frame_evaluate(self, expression: str, url_part: str = ""):
+        """`expression` in the page's iframe (the first whose URL holds `url_part`), which the page's own scripts
+        may not reach (a sandboxed article runs in a process of its own): through the frame's DevTools session."""
+        targets = self.call("Target.getTargets")["targetInfos"]
+        frames = [t for t in targets if t["type"] == "iframe" and url_part in t["url"]]
+        if not frames:
+            raise RuntimeError(f"no frame of {url_part or 'any address'} in a process of its own")
+        target = frames[0]["targetId"]
+        if target not in self.frame_sessions:
+            self.frame_sessions[target] = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        session = self.frame_sessions[target]
+        try:
+            result = self.call("Runtime.evaluate", session, expression=expression, returnByValue=True)
+        except RuntimeError:
+            del self.frame_sessions[target]  # the frame went away (navigated): attach again next time
+            raise
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"frame error: {result['exceptionDetails']}")
+        return result["result"].get("value")
 
     def requested_urls(self) -> list[str]:
         return [e["params"]["request"]["url"] for e in self.events if e["method"] == "Network.requestWillBeSent"]

@@ -1,5 +1,6 @@
 // Reader toolbar: keeps the URL hash (#book/path) in step with the iframe, and adds autocomplete,
-// random, contents and dark mode without touching the article's own layout.
+// random, contents and dark mode without touching the article's own layout. It talks to the article only
+// through postMessage (article_bridge.js inside the article).
 (function () {
   "use strict";
   const frame = document.getElementById("page");
@@ -20,12 +21,16 @@
     return "/content/" + encodeURIComponent(b) + "/" + path.split("/").map(encodeURIComponent).join("/");
   }
 
+  // The article is sandboxed in an opaque origin (no allow-same-origin): the toolbar cannot read it, and
+  // learns its address, title and headings from article_bridge.js by postMessage. Messages are taken only from
+  // this frame's window at the opaque origin, and only as text to show.
+  let shown = "";  // the decoded path of the article the frame last reported, "/content/book/path"
+
   function open() {
     const [b, path] = target();
     if (!b) { location.replace("/library"); return; }
     setBook(b);
-    const url = contentUrl(b, path);
-    if (frame.contentWindow.location.pathname !== url) frame.contentWindow.location.replace(url);
+    if (shown !== "/content/" + b + "/" + path) frame.contentWindow.location.replace(contentUrl(b, path));
   }
 
   function setBook(b) {
@@ -35,25 +40,39 @@
     document.getElementById("random").href = "/viewer#" + encodeURIComponent(b) + "/";
   }
 
-  frame.addEventListener("load", function () {
-    let doc;
-    try { doc = frame.contentDocument; } catch (e) { return; }
-    if (!doc || frame.contentWindow.location.href === "about:blank") return;
-    const prefix = "/content/";
-    const path = decodeURIComponent(frame.contentWindow.location.pathname);
-    if (path.startsWith(prefix)) {
-      const rest = path.slice(prefix.length);
-      const slash = rest.indexOf("/");
-      const b = slash < 0 ? rest : rest.slice(0, slash);
-      const p = slash < 0 ? "" : rest.slice(slash + 1);
-      setBook(b);
-      history.replaceState(null, "", "#" + b + "/" + p);
+  function tell(msg) {
+    msg.almanac = 1;
+    frame.contentWindow.postMessage(msg, "*");  // an opaque origin cannot be named; nothing here is secret
+  }
+
+  window.addEventListener("message", function (e) {
+    if (e.source !== frame.contentWindow || e.origin !== "null") return;
+    const msg = e.data;
+    if (!msg || msg.almanac !== 1) return;
+    if (msg.type === "ready") {
+      tell({ type: "dark", on: darkOn() });
+    } else if (msg.type === "page" && typeof msg.path === "string") {
+      shownPage(msg);
     }
-    document.title = doc.title || book;
-    applyDark(doc);
-    buildToc(doc);
-    showOnMap();
   });
+
+  function shownPage(msg) {
+    const prefix = "/content/";
+    let path;
+    try { path = decodeURIComponent(msg.path); } catch (err) { return; }
+    // A browser's own location has no dot segments: a message with some is not the bridge's.
+    if (!path.startsWith(prefix) || path.split("/").some(function (s) { return s === ".." || s === "."; })) return;
+    shown = path;
+    const rest = path.slice(prefix.length);
+    const slash = rest.indexOf("/");
+    const b = slash < 0 ? rest : rest.slice(0, slash);
+    const p = slash < 0 ? "" : rest.slice(slash + 1);
+    setBook(b);
+    history.replaceState(null, "", "#" + b + "/" + p);
+    document.title = String(msg.title || "").slice(0, 300) || book;
+    buildToc(Array.isArray(msg.headings) ? msg.headings.slice(0, 1000) : []);
+    showOnMap();
+  }
 
   // "View on map" for articles whose page carries coordinates (found when the book was indexed).
   const onMap = document.getElementById("onmap");
@@ -72,23 +91,22 @@
 
   document.getElementById("random").addEventListener("click", function (e) {
     e.preventDefault();
-    frame.contentWindow.location.assign("/random?content=" + encodeURIComponent(book));
+    // Setting href is one of the two things a parent may do to a cross-origin frame's location.
+    frame.contentWindow.location.href = "/random?content=" + encodeURIComponent(book);
   });
 
-  // Contents: the article's headings, read from the (same-origin) iframe.
-  function buildToc(doc) {
+  // Contents: the article's headings as the frame reported them; a click asks it to scroll to one.
+  function buildToc(heads) {
     toc.textContent = "";
-    const heads = doc.querySelectorAll("h2, h3");
     heads.forEach(function (h, i) {
-      if (!h.id) h.id = "almanac-h" + i;
       const li = document.createElement("li");
-      li.className = h.tagName === "H3" ? "l3" : "l2";
+      li.className = h && h.level === 3 ? "l3" : "l2";
       const a = document.createElement("a");
       a.href = "#";
-      a.textContent = h.textContent.trim();
+      a.textContent = String((h && h.text) || "").slice(0, 300);
       a.addEventListener("click", function (e) {
         e.preventDefault();
-        h.scrollIntoView();
+        tell({ type: "scroll", index: i });
         toc.hidden = true;
         tocToggle.setAttribute("aria-expanded", "false");
       });
@@ -102,28 +120,18 @@
     tocToggle.setAttribute("aria-expanded", String(!toc.hidden));
   });
 
-  // Dark mode: inverts the article's colours (images turned back), since most ZIM pages have no dark theme.
-  function applyDark(doc) {
-    const on = localStorage.getItem("almanac-dark") === "1";
+  // Dark mode: the toolbar's colours here, the article's inverted by the bridge (most ZIM pages have no dark
+  // theme); the choice is kept in this origin's localStorage.
+  function darkOn() { return localStorage.getItem("almanac-dark") === "1"; }
+  function applyDark() {
+    const on = darkOn();
     document.documentElement.classList.toggle("dark", on);
     darkButton.setAttribute("aria-pressed", String(on));
-    if (!doc || !doc.documentElement) return;
-    let style = doc.getElementById("almanac-dark");
-    if (on && !style) {
-      style = doc.createElement("style");
-      style.id = "almanac-dark";
-      style.textContent = "html{filter:invert(1) hue-rotate(180deg);background:#fff}" +
-        "img,video,picture,svg,canvas{filter:invert(1) hue-rotate(180deg)}";
-      (doc.head || doc.documentElement).appendChild(style);
-    } else if (!on && style) {
-      style.remove();
-    }
+    return on;
   }
   darkButton.addEventListener("click", function () {
-    localStorage.setItem("almanac-dark", localStorage.getItem("almanac-dark") === "1" ? "0" : "1");
-    let doc = null;
-    try { doc = frame.contentDocument; } catch (e) { /* not our page */ }
-    applyDark(doc);
+    localStorage.setItem("almanac-dark", darkOn() ? "0" : "1");
+    tell({ type: "dark", on: applyDark() });
   });
 
   // Autocomplete from /suggest (Kiwix's JSON).
@@ -179,6 +187,6 @@
   });
   input.addEventListener("blur", function () { setTimeout(hide, 150); });
 
-  applyDark(null);
+  applyDark();
   open();
 })();
