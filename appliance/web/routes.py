@@ -114,7 +114,6 @@ def register(app: Flask) -> None:
         for rule, view, *methods in rules:
             bp.add_url_rule(rule, view_func=view, methods=methods[0] if methods else ["GET", "HEAD"])
         app.register_blueprint(bp)
-    auth.install(app)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     app.context_processor(_layout_context)
