@@ -34,6 +34,10 @@ Where things go (defaults):
                       ${XDG_CONFIG_HOME:-~/.config}/almanac/config.yaml otherwise,
                       PREFIX/etc/config.yaml when --prefix is given
   --port N            portal port (default 8080; given on a re-run, it changes the configuration)
+  --admin-password-file FILE
+                      the console's admin password, from the first line of FILE (given on a re-run,
+                      it changes it); without it a first install makes one and prints it once, and a
+                      re-install keeps the one set
 
 How:
   --python PATH       Python >= 3.10 to use (default: the newest of python3.13 ... python3.10, python3)
@@ -70,6 +74,7 @@ usage_error() {
 
 # -- options ---------------------------------------------------------------------------------------
 PREFIX="" DATA_DIR="" CONFIG="" PORT="" PYTHON="" WHEELHOUSE="" SERVICE_KIND="" SVC_USER="" MAKE_WHEELHOUSE=""
+ADMIN_PASSWORD_FILE="" ADMIN_SUMMARY=""
 PREFIX_GIVEN=0 DATA_GIVEN=0 PORT_GIVEN=0
 NO_SERVICE=0 NO_START=0 UNINSTALL=0 PURGE=0 PRINT_SERVICE=0
 
@@ -92,6 +97,7 @@ while [[ $# -gt 0 ]]; do
 	--data-dir) need_value "$@"; DATA_DIR=$2; DATA_GIVEN=1; shift ;;
 	--config) need_value "$@"; CONFIG=$2; shift ;;
 	--port) need_value "$@"; PORT=$2; PORT_GIVEN=1; shift ;;
+	--admin-password-file) need_value "$@"; ADMIN_PASSWORD_FILE=$2; shift ;;
 	--python) need_value "$@"; PYTHON=$2; shift ;;
 	--wheelhouse) need_value "$@"; WHEELHOUSE=$2; shift ;;
 	--make-wheelhouse) need_value "$@"; MAKE_WHEELHOUSE=$2; shift ;;
@@ -118,6 +124,8 @@ else
 	PORT=8080
 fi
 [[ $PURGE == 0 || $UNINSTALL == 1 ]] || usage_error "--purge only goes with --uninstall"
+[[ -z $ADMIN_PASSWORD_FILE || -r $ADMIN_PASSWORD_FILE ]] ||
+	usage_error "--admin-password-file '$ADMIN_PASSWORD_FILE' is not a readable file"
 [[ -z $SERVICE_KIND || $PRINT_SERVICE == 1 ]] || usage_error "--service-kind only goes with --print-service"
 case $SERVICE_KIND in
 "" | systemd | systemd-user | launchd | launchd-agent) ;;
@@ -1025,6 +1033,29 @@ start_by_hand() {
 	note "started in the background; it will not survive a reboot (stop it with: $WRAPPER stop)"
 }
 
+# The console's admin password: from --admin-password-file, else kept from an earlier install, else made now
+# and printed once at the end (only its scrypt hash is stored, in DATA_DIR/admin-password).
+set_admin_password() {
+	local out
+	say "Setting the admin password of the console"
+	if [[ -n $ADMIN_PASSWORD_FILE ]]; then
+		alm admin set-password --password-file "$ADMIN_PASSWORD_FILE" >/dev/null ||
+			die "could not set the admin password from $ADMIN_PASSWORD_FILE (see above)"
+		ADMIN_SUMMARY="the one in $ADMIN_PASSWORD_FILE"
+		note "set from $ADMIN_PASSWORD_FILE"
+		return
+	fi
+	out=$(alm admin set-password --generate --keep) || die "could not set the admin password (see above)"
+	if [[ $out == "admin password: kept"* ]]; then
+		ADMIN_SUMMARY="kept from the earlier install (change it with: $WRAPPER admin set-password)"
+		note "kept the one set before"
+	else
+		ADMIN_SUMMARY="$(printf '%s\n' "$out" | sed -n 's/^admin password: //p' | head -n 1)"
+		ADMIN_SUMMARY="$ADMIN_SUMMARY (shown only now: write it down; change it with: $WRAPPER admin set-password)"
+		note "made a new one (printed below, once)"
+	fi
+}
+
 install_service() {
 	SVC_ACCOUNT=$(default_service_user "$AUTO_KIND")
 	SVC_GROUP=$SVC_ACCOUNT
@@ -1104,6 +1135,7 @@ mkdir -p "$DATA_DIR"
 write_config
 build_handbook
 init_maps
+set_admin_password
 install_service
 
 say "Almanac $(alm version) is installed."
@@ -1115,5 +1147,6 @@ fi
 alm urls | sed 's/^/      /'
 note "Configuration: $CONFIG (every key: appliance/defaults.yaml or the Handbook)"
 note "Data:          $DATA_DIR"
-note "Command:       $WRAPPER (status, doctor, config, content; see --help)"
+note "Console:       /admin/ on those addresses; admin password: $ADMIN_SUMMARY"
+note "Command:       $WRAPPER (status, doctor, config, content, admin; see --help)"
 note "Service:       $SERVICE_SUMMARY"

@@ -142,6 +142,8 @@ def _check_ranges(values: dict, source: str) -> None:
     catalog_url = str(library["catalog_url"]).strip()
     if catalog_url and not catalog_url.startswith(("http://", "https://")):
         raise ConfigError(source, "library.catalog_url", f"{catalog_url!r} is not an http:// or https:// URL")
+    if not 1 <= values["admin"]["session_hours"] <= 720:
+        raise ConfigError(source, "admin.session_hours", f"{values['admin']['session_hours']} is out of range 1-720")
     if not str(values["portal"]["title"]).strip():
         raise ConfigError(source, "portal.title", "must not be empty")
     assistant = values["assistant"]

@@ -73,6 +73,17 @@ class Box:
         self.library.close()
 
 
+def remove_book(library: Library, name: str) -> tuple[Path, bool]:
+    """Take book ``name`` out of the library; its file is deleted only if it lives in the data dir's archives
+    folder (else the next scan would register it again). (its path, deleted?). LibraryError if unknown."""
+    book = library.remove(name)
+    path = Path(book.path)
+    if path.parent.resolve() == library.archives_dir.resolve():
+        path.unlink(missing_ok=True)
+        return path, True
+    return path, False
+
+
 def open_box(config: Config, data: DataDir, **downloader_options) -> Box:
     library = Library(data.db, data.archives)
     downloader, provenance = open_downloader(data.root, library, **downloader_options)

@@ -163,17 +163,30 @@ class Portal:
         self.stop()
 
 
+def csrf_headers(client) -> dict:
+    """The X-CSRF-Token header of a Flask test client's device (its cookie is kept by the client)."""
+    return {"X-CSRF-Token": client.get("/api/csrf").get_json()["csrf_token"]}
+
+
 class Device:
     """One phone or laptop: an HTTP client that keeps the portal's device cookie."""
 
     def __init__(self):
         self.cookie: str | None = None
+        self.csrf: str | None = None
 
     def request(self, url: str, method: str = "GET", body=None, accept: str = "application/json", timeout=120):
-        """(status, parsed JSON or text) of one request; errors come back as their status, not raised."""
+        """(status, parsed JSON or text) of one request; errors come back as their status, not raised. A change
+        (POST, DELETE) carries this device's CSRF token, as the portal's pages send it."""
         import urllib.error
+        from urllib.parse import urlsplit
 
         headers = {"Accept": accept}
+        if method not in ("GET", "HEAD"):
+            if self.csrf is None:
+                origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+                self.csrf = self.request(f"{origin}/api/csrf")[1]["csrf_token"]
+            headers["X-CSRF-Token"] = self.csrf
         data = None
         if body is not None:
             data, headers["Content-Type"] = json.dumps(body).encode(), "application/json"

@@ -378,4 +378,4 @@ def test_jobs_api_is_read_only_json(client):
     assert bad.status_code == 400 and "unknown state 'bogus'" in bad.json["message"]
     missing = client.get("/api/jobs/1")
     assert missing.status_code == 404 and missing.json["message"] == "no download job 1"
-    assert client.post("/api/jobs").status_code == 405  # changes go through the CLI until the admin login exists
+    assert client.post("/api/jobs").status_code == 405  # read-only: the console changes jobs behind its login

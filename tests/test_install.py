@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tarfile
@@ -236,6 +237,7 @@ def test_help_lists_every_flag():
         "--data-dir",
         "--config",
         "--port",
+        "--admin-password-file",
         "--no-service",
         "--no-start",
         "--uninstall",
@@ -277,6 +279,23 @@ def test_install_ends_with_urls_and_locations(installed):
     assert urls and all(u.endswith(f":{installed.port}/") for u in urls), out
     assert f"Configuration: {installed.config}" in out
     assert f"Data:          {installed.data}" in out
+
+
+def _generated_password(out: str) -> str:
+    [line] = [ln for ln in out.splitlines() if "admin password:" in ln]
+    return line.split("admin password: ", 1)[1].split(" (shown only now", 1)[0]
+
+
+def test_install_makes_an_admin_password_prints_it_once_and_stores_only_its_hash(installed):
+    from appliance.admin_password import check
+
+    out = installed.first_run.stdout
+    password = _generated_password(out)
+    assert len(password) == 23 and out.count(password) == 1, out
+    stored = installed.data / "admin-password"
+    assert stat.S_IMODE(stored.stat().st_mode) == 0o600 and password not in stored.read_text()
+    assert check(installed.data, password)
+    assert "Console:       /admin/ on those addresses" in out
 
 
 def test_installed_cli_runs_from_the_venv(installed):
@@ -378,6 +397,7 @@ def test_offline_install_gets_maplibre_for_labels_from_the_wheelhouse(installed)
 def test_rerun_upgrades_and_keeps_data_and_config(installed):
     marker = installed.data / "keep-me.txt"
     marker.write_text("mine")
+    password_hash = (installed.data / "admin-password").read_text()
     done = installed.almanac("config", "set", "portal.title", "Test Box")
     assert done.returncode == 0, done.stderr
     zim = installed.data / "archives" / "almanac-handbook.zim"
@@ -398,14 +418,22 @@ def test_rerun_upgrades_and_keeps_data_and_config(installed):
     assert zim.stat().st_mtime_ns != before  # the handbook is rebuilt from the (maybe upgraded) docs
     listed = installed.almanac("content", "list").stdout.splitlines()
     assert [ln.split("\t")[0] for ln in listed] == ["almanac-handbook"]
+    assert (installed.data / "admin-password").read_text() == password_hash  # the admin password is kept
+    assert "admin password: kept from the earlier install" in done.stdout
 
 
 def test_without_systemd_it_says_so_and_starts_in_background(installed, tmp_path):
     # systemctl is hidden from install.sh, so this runs (and installs no real service) on any host.
+    from appliance.admin_password import check
+
     flags = [f for f in installed.flags() if f not in ("--no-service", "--no-start")]
+    secret = tmp_path / "admin-password.txt"
+    secret.write_text("chosen by the owner\n")
+    flags += ["--admin-password-file", str(secret)]  # given on a re-run, it changes the password
     done = run_install(*flags, *source_args(), path=path_without(tmp_path / "bin", "systemctl", "launchctl"))
     try:
         assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
+        assert check(installed.data, "chosen by the owner") and "chosen by the owner" not in done.stdout
         assert "no systemd running here" in done.stdout
         assert f"{installed.wrapper} serve" in done.stdout  # how to start it by hand
         assert "will not survive a reboot" in done.stdout

@@ -1,7 +1,7 @@
 """The `almanac` command. Thin: it parses, calls content/llm_engine/appliance functions, and prints.
 
 One module per command group: serve.py (serve, stop, status, urls, version), config.py, content.py, maps.py,
-model.py, jobs.py (download jobs), doctor.py, ask.py and answers.py.
+model.py, jobs.py (download jobs), doctor.py, ask.py, answers.py and admin.py (the console's password).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import click
 
 from .. import __version__
 from ..config import ConfigError
-from . import answers, ask, config, content, doctor, jobs, maps, model, serve
+from . import admin, answers, ask, config, content, doctor, jobs, maps, model, serve
 from .state import CliState
 
 
@@ -45,6 +45,7 @@ for command in (
     maps.maps,
     ask.ask,
     answers.answers,
+    admin.admin,
 ):
     cli.add_command(command)
 

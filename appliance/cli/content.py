@@ -89,14 +89,10 @@ def content_info(state: CliState, name: str):
 @pass_state
 def content_remove(state: CliState, name: str):
     """Remove a book; its file is deleted only if it lives in the data dir's archives folder."""
-    library = state.library()
-    book = _library_call(library.remove, name)
-    path = Path(book.path)
-    if path.parent.resolve() == library.archives_dir.resolve():
-        path.unlink(missing_ok=True)  # else the next scan would register it again
-        click.echo(f"removed {name} and deleted {path}")
-    else:
-        click.echo(f"removed {name} (file kept at {path})")
+    from ..fill import remove_book
+
+    path, deleted = _library_call(remove_book, state.library(), name)
+    click.echo(f"removed {name} and deleted {path}" if deleted else f"removed {name} (file kept at {path})")
 
 
 @content.command("check")

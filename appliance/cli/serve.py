@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import click
 
@@ -78,43 +77,22 @@ def urls(state: CliState):
 @pass_state
 def status(state: CliState, as_json: bool):
     """What is installed, free disk, service state and every LAN URL."""
-    from content.maps.registry import MapRegistry
-
-    from ..assistant.model_client import probe
-    from ..runtime.service_manager import detect
+    from ..status_report import status_report
 
     config, data = state.config, state.data()
-    library = state.library()
-    books = library.list()
-    host, port = config.get("server.host"), config.get("server.port")
-    disk = shutil.disk_usage(data.root)
-    live = pidfile.health(host, port)
-    maps = MapRegistry(data.db, data.maps)
-    model_server = probe(str(config.get("assistant.url")))
-    report = {
-        "version": __version__,
-        "config": config.source,
-        "data_dir": str(data.root),
-        "books": [{"name": b.name, "title": b.title, "articles": b.article_count, "size": b.size} for b in books],
-        "maps": sorted(p.name for p in maps.scan().values()),
-        "models": sorted(p.name for p in data.models.iterdir() if p.is_dir() and not p.name.startswith(".")),
-        "disk": {"free_bytes": disk.free, "total_bytes": disk.total},
-        "service": detect(data).describe(),
-        "answering": bool(live),
-        "urls": lan_urls(host, port),
-        "assistant": {"url": model_server.url, "models": model_server.models, "message": model_server.message},
-    }
-    maps.close()
+    report = status_report(config, data)
+    books, disk, port = report["books"], report["disk"], config.get("server.port")
+    live = report["answering"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"Almanac {report['version']}")
     click.echo(f"config:   {report['config']}")
     click.echo(f"data:     {report['data_dir']}")
-    click.echo(f"books:    {len(books)}" + "".join(f"\n  - {b.name}: {b.title}" for b in books))
+    click.echo(f"books:    {len(books)}" + "".join(f"\n  - {b['name']}: {b['title']}" for b in books))
     click.echo(f"maps:     {len(report['maps'])}")
     click.echo(f"models:   {len(report['models'])}")
-    click.echo(f"disk:     {disk.free / 1e9:.1f} GB free of {disk.total / 1e9:.1f} GB")
+    click.echo(f"disk:     {disk['free_bytes'] / 1e9:.1f} GB free of {disk['total_bytes'] / 1e9:.1f} GB")
     click.echo(f"service:  {report['service']}")
     click.echo(f"portal:   {'answering' if live else 'not answering'} on port {port}")
     a = report["assistant"]

@@ -12,7 +12,7 @@ from content.library import Library, set_cluster_cache_mb
 from .. import __version__
 from ..config import Config, load_config
 from ..datadir import prepare
-from . import cross_site, routes, security_headers
+from . import auth, cross_site, routes, security_headers
 from .tile_fast_path import TileFastPath
 from .worker_state import MapsState, WorkerState
 
@@ -40,8 +40,11 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["almanac"] = state
     routes.register(app)
     cross_site.register(app)  # archive pages cannot act as the portal: no cross-site POST, sandboxed bytes
+    auth.install(app)  # then the CSRF token of every change, the admin's login, admin.login_to_read
     security_headers.register(app)
     # Tiles are most of a map's requests: the common case skips Flask's request machinery; Flask still
     # answers everything else, errors included.
-    app.wsgi_app = TileFastPath(app.wsgi_app, state.maps.registry)
+    app.wsgi_app = TileFastPath(
+        app.wsgi_app, state.maps.registry, open_to_all=lambda: not state.config.get("admin.login_to_read")
+    )
     return app

@@ -5,7 +5,15 @@ from __future__ import annotations
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
-from . import answers, assistant, catalog, conversations, jobs, maps, portal, reader, search, worker_state
+from . import answers, assistant, auth, catalog, conversations, jobs, maps, portal, reader, search, worker_state
+from .auth import admin_required
+from .console import home as console_home
+from .console import jobs as console_jobs
+from .console import library as console_library
+from .console import maps as console_maps
+from .console import models as console_models
+from .console import settings as console_settings
+from .console import status as console_status
 from .device import known_device
 from .render import wants_json
 
@@ -38,7 +46,7 @@ ROUTES = {
         ("/assistant", assistant.assistant_page),
         ("/assistant/stream", assistant.stream, ["GET", "HEAD", "POST"]),
     ],
-    "jobs": [  # read-only: a job is changed from the CLI until the admin console has its login
+    "jobs": [  # read-only here: the console changes jobs (/admin/jobs/ID/...), behind the admin's login
         ("/api/jobs", jobs.jobs_list),
         ("/api/jobs/<int:job_id>", jobs.job_detail),
     ],
@@ -58,7 +66,46 @@ ROUTES = {
         ("/conversations/<cid>/rename", conversations.rename, ["POST"]),
         ("/conversations/<cid>/delete", conversations.delete, ["POST"]),
     ],
+    "login": [
+        ("/admin/login", auth.login_page),
+        ("/admin/login", auth.login, ["POST"]),
+        ("/admin/logout", auth.logout, ["POST"]),
+        ("/api/csrf", auth.token),
+    ],
 }
+
+# The admin console: every view behind auth.admin_required (the admin's session; a change also its CSRF token).
+CONSOLE = [
+    ("/admin/", console_home.home),
+    ("/admin/library", console_library.library),
+    ("/admin/library/download", console_library.download_book, ["POST"]),
+    ("/admin/library/import", console_library.import_drive, ["POST"]),
+    ("/admin/library/export", console_library.export_drive, ["POST"]),
+    ("/admin/library/<name>/remove", console_library.remove, ["POST"]),
+    ("/admin/library/<name>/update", console_library.update, ["POST"]),
+    ("/admin/catalog", console_library.catalog_page),
+    ("/admin/packs", console_library.packs),
+    ("/admin/packs/<pack_id>/install", console_library.install_pack, ["POST"]),
+    ("/admin/jobs", console_jobs.jobs_page),
+    ("/admin/jobs/<int:job_id>/<verb>", console_jobs.change_job, ["POST"]),
+    ("/admin/tasks/<int:task_id>", console_jobs.task_page),
+    ("/admin/tasks/<int:task_id>/stop", console_jobs.stop_task, ["POST"]),
+    ("/admin/maps", console_maps.maps_page),
+    ("/admin/maps/estimate", console_maps.estimate),
+    ("/admin/maps/region", console_maps.add_region, ["POST"]),
+    ("/admin/maps/<name>/remove", console_maps.remove_map, ["POST"]),
+    ("/admin/models", console_models.models_page),
+    ("/admin/models/pull", console_models.pull, ["POST"]),
+    ("/admin/models/import", console_models.import_model, ["POST"]),
+    ("/admin/models/convert", console_models.convert, ["POST"]),
+    ("/admin/models/choose", console_models.choose, ["POST"]),
+    ("/admin/models/server/start", console_models.start_server, ["POST"]),
+    ("/admin/models/server/stop", console_models.stop_server, ["POST"]),
+    ("/admin/settings", console_settings.settings_page),
+    ("/admin/settings", console_settings.change, ["POST"]),
+    ("/admin/status", console_status.status_page),
+]
+ROUTES["console"] = [(rule, admin_required(view), *methods) for rule, view, *methods in CONSOLE]
 
 
 def register(app: Flask) -> None:
@@ -106,6 +153,8 @@ def duration(seconds: float) -> str:
 def _http_error(e: HTTPException):
     if wants_json() or request.path == "/healthz" or request.path.startswith("/api/"):
         return jsonify({"error": e.name, "message": e.description, "status": e.code}), e.code
+    if e.code == 405 and request.path.startswith("/admin/"):  # a change asked for by GET: say how it is made
+        e.description = "this address changes the box: it takes a POST from the console's form, never a GET"
     return render_template("error.html", code=e.code, name=e.name, message=e.description), e.code
 
 

@@ -15,14 +15,16 @@ class TileFastPath:
     tiles, ranges, other URLs) falls through to Flask, whose view gives the same answers the long way, from
     the same answer_tile()."""
 
-    def __init__(self, wsgi_app, registry):
+    def __init__(self, wsgi_app, registry, open_to_all=lambda: True):
         self.wsgi_app = wsgi_app
         self.registry = registry
+        self.open_to_all = open_to_all  # False (admin.login_to_read): every tile goes through Flask's login check
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if (
             not path.startswith(PREFIX)
+            or not self.open_to_all()
             or environ.get("REQUEST_METHOD") not in ("GET", "HEAD")
             or "HTTP_RANGE" in environ
         ):

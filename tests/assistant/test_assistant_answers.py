@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from almanac_testing import ROOT, free_port, sse_events, wait_http, zim
+from almanac_testing import ROOT, csrf_headers, free_port, sse_events, wait_http, zim
 
 QUESTION = "How do I add zim files to the library?"
 MAX_TOKENS = 12
@@ -133,7 +133,9 @@ def test_a_follow_up_is_answered_with_the_conversation_in_the_prompt(client, mod
 
     first = client.get("/assistant", query_string={"q": QUESTION, "format": "json"}).get_json()
     history = [{"q": QUESTION, "a": first["answer"]}]
-    r = client.post("/assistant/stream", json={"q": "Where do they come from?", "history": history})
+    r = client.post(
+        "/assistant/stream", json={"q": "Where do they come from?", "history": history}, headers=csrf_headers(client)
+    )
     got = sse_events(r.get_data(as_text=True))
     cited = got[0][1]
     assert cited and got[-1][1]["answered"] is True

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from almanac_testing import free_port, sse_events
+from almanac_testing import csrf_headers, free_port, sse_events
 from appliance import assistant
 from appliance.web.assistant import cite
 from content.search import plain_text
@@ -190,12 +190,16 @@ def test_unknown_books_are_a_404(client):
 
 def test_a_follow_up_is_posted_with_the_conversation(client):
     history = [{"q": "What is Kiwix?", "a": "An offline reader [1]."}]
-    r = client.post("/assistant/stream", json={"q": "How do I install it?", "history": history})
+    r = client.post(
+        "/assistant/stream", json={"q": "How do I install it?", "history": history}, headers=csrf_headers(client)
+    )
     assert r.status_code == 200 and r.mimetype == "text/event-stream"
     got = sse_events(r.get_data(as_text=True))
     assert [name for name, _ in got] == ["passages", "done"]
     assert got[0][1] and any("kiwix" in p["text"].lower() for p in got[0][1])
-    scoped = client.post("/assistant/stream", json={"q": "wikipedia", "books": ["example"]})
+    scoped = client.post(
+        "/assistant/stream", json={"q": "wikipedia", "books": ["example"]}, headers=csrf_headers(client)
+    )
     assert {p["book"] for p in sse_events(scoped.get_data(as_text=True))[0][1]} == {"example"}
 
 
@@ -211,9 +215,9 @@ def test_a_follow_up_is_posted_with_the_conversation(client):
 )
 def test_bad_follow_ups_are_a_json_400_or_404(client, body, message):
     r = (
-        client.post("/assistant/stream", data=body, content_type="application/json")
+        client.post("/assistant/stream", data=body, content_type="application/json", headers=csrf_headers(client))
         if isinstance(body, str)
-        else client.post("/assistant/stream", json=body)
+        else client.post("/assistant/stream", json=body, headers=csrf_headers(client))
     )
     assert r.status_code in (400, 404) and message in r.get_json()["message"]
     assert client.get("/healthz").status_code == 200

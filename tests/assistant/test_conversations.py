@@ -3,6 +3,7 @@ and two HTTP clients, each with its own cookie. No model: the turns are the libr
 
 from __future__ import annotations
 
+import json
 import urllib.request
 
 from almanac_testing import Device, Portal, free_port, sse_events
@@ -65,16 +66,25 @@ def test_the_device_cookie_is_random_httponly_and_same_site(tmp_path):
     with Portal(tmp_path, config) as portal:
         cookies = []
         for _ in range(2):
+            # A device's first change asks for its CSRF token (GET /api/csrf, as assistant.js does): that makes
+            # its cookie, and the change made with both is saved.
+            with urllib.request.urlopen(f"{portal.url}/api/csrf", timeout=60) as r:
+                cookies.append(r.headers["Set-Cookie"])
+                token = json.load(r)["csrf_token"]
             req = urllib.request.Request(
                 f"{portal.url}/assistant/stream",
                 data=b'{"q": "wikipedia", "conversation": "new"}',
-                headers={"Content-Type": "application/json"},
+                headers={
+                    "Content-Type": "application/json",
+                    "Cookie": cookies[-1].split(";")[0],
+                    "X-CSRF-Token": token,
+                },
             )
             with urllib.request.urlopen(req, timeout=60) as r:
-                cookies.append(r.headers["Set-Cookie"])
+                assert r.status == 200 and r.headers["Set-Cookie"] is None  # the cookie it had is kept
         for c in cookies:
             assert c.startswith("almanac_device=") and "HttpOnly" in c and "SameSite=Lax" in c and "Path=/" in c
         assert cookies[0].split(";")[0] != cookies[1].split(";")[0]
-        # Reading a page makes no cookie: only saving something does.
+        # Reading a page makes no cookie: only what prepares a change does.
         with urllib.request.urlopen(f"{portal.url}/assistant", timeout=60) as r:
             assert r.headers["Set-Cookie"] is None

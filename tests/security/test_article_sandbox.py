@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from almanac_testing import Portal, free_port
+from almanac_testing import Portal, almanac, free_port
 from content.zim_builder import build_zim
 
 from .security_testing import state_snapshot
@@ -26,6 +26,8 @@ TARGETS = [
     {"method": "POST", "path": "/conversations/{cid}/delete"},
     {"method": "DELETE", "path": "/conversations/{cid}"},
     {"method": "POST", "path": "/assistant/stream", "json": {"q": "wikibooks", "conversation": "new"}},
+    {"method": "POST", "path": "/admin/settings", "form": "key=portal.title&value=Taken+by+an+article"},
+    {"method": "POST", "path": "/admin/library/example/remove"},
 ]
 
 ATTACK_JS = """
@@ -39,8 +41,14 @@ ATTACK_JS = """
   probe("parent_document", function () { return window.parent.document.title; });
   probe("top_document", function () { return window.top.document.title; });
   probe("local_storage", function () { return window.localStorage.getItem("almanac-dark"); });
+  // The CSRF token, as the portal's own scripts get it (the admin's, when the reader is logged in as the admin).
+  let token = "";
+  try {
+    token = (await fetch("/api/csrf", { credentials: "include" }).then(function (r) { return r.json(); })).csrf_token;
+    report.token = "read";
+  } catch (e) { report.token = "refused: " + e.name; }
   for (const t of TARGETS) {
-    const init = { method: t.method, credentials: "include", headers: {} };
+    const init = { method: t.method, credentials: "include", headers: { "X-CSRF-Token": token } };
     if (t.form) { init.body = t.form; init.headers["Content-Type"] = "application/x-www-form-urlencoded"; }
     if (t.json) { init.body = JSON.stringify(t.json); init.headers["Content-Type"] = "application/json"; }
     try {
@@ -61,7 +69,9 @@ ATTACK_JS = """
       form.method = "POST";
       form.action = t.path;
       form.target = sink.name;
-      new URLSearchParams(t.form || "").forEach(function (v, k) {
+      const fields = new URLSearchParams(t.form || "");
+      fields.set("csrf_token", token);
+      fields.forEach(function (v, k) {
         const input = document.createElement("input");
         input.name = k;
         input.value = v;
@@ -78,19 +88,34 @@ ATTACK_JS = """
 """
 
 
+ADMIN_PASSWORD = "the admin's own password"
+
+
 def _victim(b, portal: Portal) -> tuple[int, str]:
     """The browser's own device gets a saved conversation and a waiting answer, as a reader would; their ids."""
     b.call("Page.navigate", url=f"{portal.url}/library")
     assert b.wait_for("document.readyState === 'complete'", 30)
     made = b.evaluate(
         """(async () => {
-          const s = await fetch('/assistant/stream', {method: 'POST', headers: {'Content-Type': 'application/json'},
+          const token = (await fetch('/api/csrf').then(r => r.json())).csrf_token;
+          const headers = {'Content-Type': 'application/json', 'X-CSRF-Token': token};
+          const s = await fetch('/assistant/stream', {method: 'POST', headers: headers,
             body: JSON.stringify({q: 'wikibooks', conversation: 'new'})}).then(r => r.text());
           const cid = JSON.parse(s.split('event: conversation\\ndata: ')[1].split('\\n')[0]).id;
-          const job = await fetch('/answers', {method: 'POST', headers: {'Content-Type': 'application/json'},
+          const job = await fetch('/answers', {method: 'POST', headers: headers,
             body: JSON.stringify({q: 'wikibooks'})}).then(r => r.json());
           return {cid: cid, job: job.job.id};
         })()""",
+        await_promise=True,
+    )
+    # ... and is logged in to the console as the admin (the article then tries the console's changes too).
+    b.evaluate(
+        f"""(async () => {{
+          const token = (await fetch('/admin/login?format=json').then(r => r.json())).csrf_token;
+          const r = await fetch('/admin/login', {{method: 'POST', headers: {{'Accept': 'application/json'}},
+            body: new URLSearchParams({{password: {json.dumps(ADMIN_PASSWORD)}, csrf_token: token}})}});
+          if (!r.ok) throw new Error('login ' + r.status);
+        }})()""",
         await_promise=True,
     )
     return made["job"], made["cid"]
@@ -134,6 +159,9 @@ def test_an_article_script_cannot_act_as_the_portal(tmp_path, browser, witness):
         f'assistant:\n  url: ""\n  deep:\n    url: http://127.0.0.1:{dead}\n'
     )
     with Portal(tmp_path, config, books=("example",)) as portal:
+        (tmp_path / "admin-password").write_text(ADMIN_PASSWORD + "\n")
+        done = almanac("admin", "set-password", "--password-file", str(tmp_path / "admin-password"), env=portal.env)
+        assert done.returncode == 0, done.stderr
         b = browser
         b.call("Page.enable")
         b.call("Runtime.enable")
@@ -156,8 +184,10 @@ def test_an_article_script_cannot_act_as_the_portal(tmp_path, browser, witness):
         assert framed["framed"] and framed["parent_document"].startswith("refused"), framed
         assert framed["top_document"].startswith("refused"), framed
         assert framed["forms"] == alone["forms"] == sum(t["method"] == "POST" for t in TARGETS), (framed, alone)
+        assert framed["token"].startswith("refused") and alone["token"].startswith("refused"), (framed, alone)
         time.sleep(1)  # a form's request that was still on its way lands now
         assert state_snapshot(db) == before
+        assert "Taken by an article" not in portal.config.read_text()  # the console's settings: untouched
 
         # Control: the same bytes run in the portal's own origin change the state.
         b.call("Page.navigate", url=f"{portal.url}/library")
@@ -169,3 +199,4 @@ def test_an_article_script_cannot_act_as_the_portal(tmp_path, browser, witness):
         after = state_snapshot(db)
         assert not any(row[0] == cid for row in after["conversations"]), after["conversations"]
         assert after["answer_jobs"] != before["answer_jobs"]
+        assert control["token"] == "read" and "Taken by an article" in portal.config.read_text()  # the console too

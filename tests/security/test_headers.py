@@ -6,6 +6,8 @@ import gzip
 
 import pytest
 
+from almanac_testing import csrf_headers
+
 from appliance.web import article_bridge
 from appliance.web.security_headers import ARCHIVE_CSP
 
@@ -134,5 +136,6 @@ def test_cross_site_state_changes_are_refused(client, app, headers):
     ],
 )
 def test_same_origin_and_non_browser_requests_pass(client, headers):
-    r = client.post("/conversations/nope/rename", headers={**headers, "Accept": "application/json"}, json={})
+    token = csrf_headers(client)  # the portal's own pages send their CSRF token (appliance/web/auth.py)
+    r = client.post("/conversations/nope/rename", headers={**headers, **token, "Accept": "application/json"}, json={})
     assert r.status_code == 404  # the view answered: no such conversation on this device

@@ -151,11 +151,13 @@
     sources.textContent = "";
     nearest.hidden = true;
     document.body.dataset.assistant = "asking";
-    fetch("/assistant/stream", {
-      method: "POST", signal: controller.signal,
-      headers: { "Content-Type": "application/json", "Accept": "text/event-stream" },
-      body: JSON.stringify({ q: question, history: turns.slice(), conversation: conversationId || "new",
-                             books: books() })
+    withToken().then(function (token) {
+      return fetch("/assistant/stream", {
+        method: "POST", signal: controller.signal,
+        headers: { "Content-Type": "application/json", "Accept": "text/event-stream", "X-CSRF-Token": token },
+        body: JSON.stringify({ q: question, history: turns.slice(), conversation: conversationId || "new",
+                               books: books() })
+      });
     }).then(function (response) {
       if (!response.ok) {
         return response.json().then(function (body) { throw new Error(body.message || response.statusText); },
@@ -190,6 +192,16 @@
     });
   }
 
+  // Every change the page asks for carries this device's token (appliance/web/auth.py): the one the page
+  // came with, or, for a device that has saved nothing yet (no cookie), one asked for first.
+  var csrfMeta = document.querySelector("meta[name='csrf-token']");
+  function withToken() {
+    if (csrfMeta && csrfMeta.content) return Promise.resolve(csrfMeta.content);
+    return fetch("/api/csrf", { headers: { "Accept": "application/json" }, credentials: "same-origin" })
+      .then(function (r) { return r.json(); })
+      .then(function (body) { if (csrfMeta) csrfMeta.content = body.csrf_token; return body.csrf_token; });
+  }
+
   function books() {
     return Array.prototype.map.call(form.querySelectorAll("input[name='books.name']"), function (i) { return i.value; });
   }
@@ -199,10 +211,12 @@
     var question = input.value.trim() || (last ? last.question : "");
     if (!question) { input.focus(); return; }
     document.body.dataset.later = "asking";
-    fetch("/answers", {
-      method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "Accept": "application/json" },
-      body: JSON.stringify({ q: question, books: books(), conversation: conversationId })
+    withToken().then(function (token) {
+      return fetch("/answers", {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "Accept": "application/json", "X-CSRF-Token": token },
+        body: JSON.stringify({ q: question, books: books(), conversation: conversationId })
+      });
     }).then(function (r) {
       return r.json().then(function (body) { if (!r.ok) throw new Error(body.message || r.statusText); return body; });
     }).then(function (body) {
