@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
@@ -14,6 +16,7 @@ from .console import maps as console_maps
 from .console import models as console_models
 from .console import settings as console_settings
 from .console import status as console_status
+from .console import tokens as console_tokens
 from .device import known_device
 from .render import wants_json
 
@@ -104,6 +107,9 @@ CONSOLE = [
     ("/admin/settings", console_settings.settings_page),
     ("/admin/settings", console_settings.change, ["POST"]),
     ("/admin/status", console_status.status_page),
+    ("/admin/tokens", console_tokens.tokens_page),
+    ("/admin/tokens", console_tokens.create_token, ["POST"]),
+    ("/admin/tokens/<int:token_id>/revoke", console_tokens.revoke_token, ["POST"]),
 ]
 ROUTES["console"] = [(rule, admin_required(view), *methods) for rule, view, *methods in CONSOLE]
 
@@ -122,6 +128,7 @@ def register(app: Flask) -> None:
     app.jinja_env.filters["duration"] = duration
     app.jinja_env.filters["cite"] = assistant.cite
     app.jinja_env.filters["minutes"] = minutes
+    app.jinja_env.filters["when"] = when
 
 
 def human_bytes(n: int) -> str:
@@ -140,6 +147,11 @@ def minutes(seconds: float | None) -> str:
         return "under a minute"
     n = round(seconds / 60)
     return f"about {n} minute{'s' if n != 1 else ''}" if n < 120 else f"about {round(n / 60)} hours"
+
+
+def when(unix_time: float) -> str:
+    """A moment as the box's clock shows it, to the minute: "2026-12-02 01:15"."""
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(unix_time))
 
 
 def duration(seconds: float) -> str:

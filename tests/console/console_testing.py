@@ -10,7 +10,14 @@ PASSWORD = "a long test password"
 _META = re.compile(r'<meta name="csrf-token" content="([^"]*)">')
 
 # Every change the console offers (routes.CONSOLE's POSTs), with path parameters filled in.
-SAMPLES = {"<name>": "example", "<pack_id>": "tiny", "<int:job_id>": "1", "<verb>": "pause", "<int:task_id>": "1"}
+SAMPLES = {
+    "<name>": "example",
+    "<pack_id>": "tiny",
+    "<int:job_id>": "1",
+    "<verb>": "pause",
+    "<int:task_id>": "1",
+    "<int:token_id>": "1",
+}
 
 
 def set_password(data_root: Path, password: str = PASSWORD) -> None:

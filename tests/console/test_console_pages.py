@@ -236,3 +236,39 @@ def test_a_map_region_is_sized_first_then_cut_as_a_task_and_served(admin, data_d
     assert (
         post(admin, "/admin/maps/region", bbox="20,59,32,70", maxzoom="4", name="../x", source="s").status_code == 400
     )
+
+
+def test_model_api_tokens_are_made_shown_once_and_revoked(admin, data_dir):
+    import hashlib
+
+    from appliance import api_tokens
+
+    token_file = data_dir / api_tokens.FILE_NAME
+    r = post(admin, "/admin/tokens", name="kitchen laptop")
+    assert r.status_code == 201 and r.headers["Cache-Control"] == "no-store"
+    made = r.get_json()
+    secret = made["secret"]
+    assert made["created"]["name"] == "kitchen laptop" and secret.startswith(made["created"]["hint"])
+    # The model server's file holds its digest only; the list never shows the secret again.
+    digests = token_file.read_text().split()
+    assert hashlib.sha256(secret.encode()).hexdigest() in digests and secret not in token_file.read_text()
+    listed = admin.get("/admin/tokens?format=json").get_json()
+    assert [t["name"] for t in listed["tokens"]] == ["kitchen laptop"] and secret not in json.dumps(listed)
+    assert listed["served_to_lan"] is False
+    # The page form: the secret on that answer only.
+    html = admin.post(
+        "/admin/tokens", data={"name": "phone", "csrf_token": admin_token(admin)}, headers={"Accept": "text/html"}
+    )
+    page = html.get_data(as_text=True)
+    assert html.status_code == 201 and 'id="secret-value"' in page and "Copy its secret now" in page
+    assert 'id="secret-value"' not in admin.get("/admin/tokens", headers={"Accept": "text/html"}).get_data(True)
+    # Bad names say why; a second token of the same name is refused.
+    assert post(admin, "/admin/tokens", name="").status_code == 400
+    again = post(admin, "/admin/tokens", name="phone")
+    assert again.status_code == 400 and "exists already" in again.get_json()["message"]
+    # Revoked: gone from the list and from the server's file.
+    r = post(admin, f"/admin/tokens/{made['created']['id']}/revoke")
+    assert r.status_code == 200 and "revoked" in r.get_json()["message"]
+    assert hashlib.sha256(secret.encode()).hexdigest() not in token_file.read_text()
+    assert [t["name"] for t in admin.get("/admin/tokens?format=json").get_json()["tokens"]] == ["phone"]
+    assert post(admin, f"/admin/tokens/{made['created']['id']}/revoke").status_code == 404
