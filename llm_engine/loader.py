@@ -34,6 +34,8 @@ class Engine:
     io: IOStats
     cache_slots: int
     experts_per_token: int | None
+    # The most sequences decoded together (BatchGenerator); the shared bank holds their top-k.
+    max_batch: int = 1
     # mlx-lm's LRUPromptCache: the KV caches of recent prompts (with their answers), so a
     # prompt that extends one (a follow-up question) computes only its new tokens.
     prompt_cache: object | None = None
@@ -167,10 +169,20 @@ def _materialize(model: nn.Module) -> None:
     mx.clear_cache()
 
 
-def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int) -> None:
-    """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers."""
+def _attach_banks(
+    model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int, max_batch: int = 1
+) -> None:
+    """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers.
+
+    A shared bank holds max_batch sequences' top-k experts, so a batched decode step reads and
+    computes each layer's union in one group.
+    """
     sizes = [
-        min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots)) for p, s in zip(paths, stores)
+        min(
+            s.spec.num_experts,
+            max(top_k_of(model, p, default_top_k) * (1 if s.cache_slots else max_batch), s.cache_slots),
+        )
+        for p, s in zip(paths, stores)
     ]
     shared_size: dict[tuple, int] = {}
     for store, size in zip(stores, sizes):
@@ -197,6 +209,7 @@ def load(
     drop_page_cache: bool = False,
     prompt_cache_entries: int = 0,
     prompt_cache_gb: float = 2.0,
+    max_batch: int = 1,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -211,6 +224,8 @@ def load(
     prompt_cache_entries: keep the KV caches of this many recent prompts (and their answers),
       at most prompt_cache_gb of them; a prompt that starts like one of them computes only
       the rest. 0: none.
+    max_batch: the most sequences BatchGenerator decodes together; without an expert cache the
+      shared bank is sized for their top-k experts (max_batch times one sequence's bank).
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -221,6 +236,8 @@ def load(
         raise CheckpointError(f"{path}: not a directory")
     if expert_cache_gb < 0:
         raise EngineError("--expert-cache-gb must be >= 0")
+    if max_batch < 1:
+        raise EngineError("max_batch must be >= 1")
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
     manifest = mf.read_manifest(path)
@@ -288,7 +305,7 @@ def load(
             if not paths:
                 raise EngineError("--experts-per-token: this model has no experts (a dense model)")
             set_experts_per_token(model, paths, experts_per_token)
-        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)))
+        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)), max_batch)
         try:
             tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
         except Exception as e:  # transformers raises many kinds for a missing/broken tokenizer
@@ -305,5 +322,16 @@ def load(
 
         prompt_cache = LRUPromptCache(max_size=prompt_cache_entries, max_bytes=int(prompt_cache_gb * (1 << 30)))
     return Engine(
-        path, model, tokenizer, config, manifest, stores, io, slots, experts_per_token, prompt_cache, (sequencer, pool)
+        path,
+        model,
+        tokenizer,
+        config,
+        manifest,
+        stores,
+        io,
+        slots,
+        experts_per_token,
+        max_batch,
+        prompt_cache,
+        (sequencer, pool),
     )
