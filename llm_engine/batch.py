@@ -29,7 +29,7 @@ import mlx.core as mx
 
 from .device import peak_memory_bytes, reset_peak_memory
 from .errors import EngineError
-from .generate import PREFILL_STEP, _cache_key, _peak_rss_bytes, _reused_cache, encode
+from .generate import PREFILL_STEP, _cache_key, _peak_rss_bytes, _reused_cache, check_context, encode
 from .loader import Engine
 
 
@@ -117,6 +117,7 @@ class BatchGenerator:
         if temp < 0:
             raise EngineError("temperature must be >= 0")
         tokens = encode(self.engine, prompt)
+        check_context(self.engine, len(tokens), max_tokens)
         uid = self._next_uid
         self._next_uid += 1
         eos = set() if ignore_eos else set(self.engine.tokenizer.eos_token_ids or ())

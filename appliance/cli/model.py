@@ -292,5 +292,85 @@ def import_cmd(path, name):
     click.echo(f"imported {path} -> {dest} (every checksum matches)")
 
 
+# --- almanac model plan: a forecast before anything runs ---------------------------------------
+
+
+@model.command("plan")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--memory-gb",
+    default="auto",
+    show_default=True,
+    help="Memory the engine may use, in GB, or 'auto' for what this machine has free.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Longest prompt plus answer the memory is planned for.",
+)
+@click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True, help="Sequences decoded together.")
+@click.option(
+    "--read-seconds",
+    type=click.FloatRange(0.1),
+    default=1.0,
+    show_default=True,
+    help="How long the read test reads experts.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_cmd(directory, memory_gb, context_tokens, max_batch, read_seconds, as_json):
+    """Forecast memory, decode and prefill speed of the model in DIR from its layout and a short read test."""
+    llm_engine = _engine()
+    from llm_engine.forecast import forecast
+    from llm_engine.memory import budget_bytes, parse_memory_gb, process_rss
+
+    try:
+        baseline = process_rss()
+        f = forecast(
+            directory,
+            budget_bytes(parse_memory_gb(memory_gb), baseline),
+            baseline,
+            context_tokens=context_tokens,
+            max_batch=max_batch,
+            read_seconds=read_seconds,
+        )
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps(f.as_dict(), indent=2))
+        return
+    m = f.memory
+    click.echo(f"memory budget     {_human(m.budget)}")
+    click.echo(f"  in use already  {_human(m.baseline)} (this process: interpreter, libraries)")
+    click.echo(f"  resident        {_human(m.resident)} (non-expert weights, as loaded on this device)")
+    click.echo(f"  working         {_human(m.working + m.read_buffers)} ({m.context_tokens} tokens x {m.max_batch})")
+    if m.cache_slots:
+        click.echo(
+            f"  expert cache    {_human(m.cache_bytes)}: {m.cache_slots} of {f.experts} experts per layer "
+            f"({m.cache_slots / f.experts:.0%})"
+        )
+    else:
+        click.echo(f"  streaming bank  {_human(m.bank)} (no expert cache: the OS page cache only)")
+    click.echo(f"  total           {_human(m.total)}")
+    r = f.reads
+    click.echo(
+        f"read test         {r.cold_gbps:.2f} GB/s from disk ({r.how}), {r.warm_gbps:.2f} GB/s from the page cache"
+    )
+    rates = ", ".join(f"{r} row{'s' if r > 1 else ''} {v / 1e9:.2f}" for r, v in f.compute.rates.items())
+    click.echo(f"compute test      GB/s of quantized weights: {rates}")
+    for name in ("warm", "cold"):
+        d = f.decode[name]
+        click.echo(
+            f"decode, {name:<4}      {d['tok_per_s']:.1f} tok/s, {d['bytes_per_token'] / 1e6:.0f} MB read per token"
+        )
+    for p, row in f.prefill.items():
+        click.echo(
+            f"prefill {p:>5} tok  warm {row['warm']['tok_per_s']:.0f} tok/s (TTFT {row['warm']['ttft_s']:.1f} s), "
+            f"cold {row['cold']['tok_per_s']:.0f} tok/s (TTFT {row['cold']['ttft_s']:.1f} s)"
+        )
+    click.echo("(uniform routing assumed: a real model's skewed routing hits its cache more often)")
+
+
 if __name__ == "__main__":
     model()
