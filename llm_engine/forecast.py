@@ -184,10 +184,17 @@ def forecast(
     context_tokens: int = 4096,
     max_batch: int = 1,
     read_seconds: float = 1.0,
+    expert_cache_gb: float | None = None,
 ) -> Forecast:
+    """expert_cache_gb: forecast that cache (as load(expert_cache_gb=...) sizes it) instead of the
+    one memory_bytes leaves room for."""
     path = Path(path)
     manifest = mf.read_manifest(path)
     plan = plan_memory(path, memory_bytes, baseline, max_batch=max_batch, context_tokens=context_tokens)
+    if expert_cache_gb is not None:
+        most = max((layer.num_experts for layer in manifest.layers), default=0)
+        slots = min(int(expert_cache_gb * (1 << 30)) // plan.bytes_per_expert, most) if plan.bytes_per_expert else 0
+        plan.cache_slots, plan.cache_bytes = int(slots), int(slots * plan.bytes_per_expert)
     reads = measure_reads(path, manifest, read_seconds)
     layers = len(manifest.layers)
     experts = max((layer.num_experts for layer in manifest.layers), default=0)

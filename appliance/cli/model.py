@@ -96,11 +96,32 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     help="Quality trade-off: route each token to K experts instead of the trained "
     "number. Off by default; changes the model's answers.",
 )
-def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
+@click.option(
+    "--memory-gb",
+    default=None,
+    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
+    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
+)
+def run_cmd(
+    directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token, memory_gb, context_tokens
+):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
     try:
-        with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
+        with llm_engine.load(
+            directory,
+            expert_cache_gb=expert_cache_gb,
+            experts_per_token=experts_per_token,
+            memory_gb=memory_gb,
+            context_tokens=context_tokens,
+        ) as engine:
             if as_json:
                 result = llm_engine.generate(engine, prompt, max_tokens=max_tokens, temp=temp, seed=seed)
                 click.echo(json.dumps(result.as_dict()))
@@ -160,7 +181,22 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
     show_default=True,
     help="Keep the KV caches of this many recent prompts, so a follow-up computes only its new tokens; 0: none.",
 )
-def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache):
+@click.option(
+    "--memory-gb",
+    default=None,
+    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
+    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
+)
+def serve_cmd(
+    directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache, memory_gb, context_tokens
+):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
     llm_engine = _engine()
     from llm_engine.serve import serve
@@ -181,6 +217,7 @@ def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prom
             expert_cache_gb=expert_cache_gb,
             prompt_cache_entries=prompt_cache,
             on_ready=ready,
+            **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),
         )
     except llm_engine.EngineError as e:
         raise _fail(e) from None
