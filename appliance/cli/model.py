@@ -194,8 +194,24 @@ def run_cmd(
     show_default=True,
     help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
 )
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Decode up to N requests together (requests that wait join those decoding); 1: one at a time.",
+)
 def serve_cmd(
-    directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache, memory_gb, context_tokens
+    directory,
+    host,
+    port,
+    expert_cache_gb,
+    max_tokens_limit,
+    max_prompt_tokens,
+    prompt_cache,
+    memory_gb,
+    context_tokens,
+    max_batch,
 ):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs."""
     llm_engine = _engine()
@@ -216,6 +232,7 @@ def serve_cmd(
             max_prompt_tokens=max_prompt_tokens,
             expert_cache_gb=expert_cache_gb,
             prompt_cache_entries=prompt_cache,
+            max_batch=max_batch,
             on_ready=ready,
             **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),
         )
