@@ -714,6 +714,12 @@ def main() -> None:
     ap.add_argument("--llama-python", default=None, help="interpreter with llama-cpp-python and gguf")
     ap.add_argument("--nunspark-venv", type=Path, default=None, help="default: WORKDIR/nunspark-venv")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out: llama, nunspark")
+    ap.add_argument(
+        "--long-configs",
+        default="all",
+        help="for prompts over 256 tokens, only these rows (comma-separated: resident, warm, cold, warm-cache, "
+        "cold-cache, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were skipped",
+    )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--dir", help=argparse.SUPPRESS)
@@ -761,32 +767,45 @@ def main() -> None:
     budget = f"{args.budget_gb:g} GB"
     for plen in prompts:
         rounds = []
+        wanted = None if plen <= 256 or args.long_configs == "all" else set(args.long_configs.split(","))
         for i in range(args.rounds if plen <= 256 else args.long_rounds):
             print(f"prompt {plen}: round {i + 1} ...", flush=True)
+            if llama_py is None and "llama" not in skip and "not importable" in notes["llama.cpp"]:
+                llama_py, notes["llama.cpp"] = llama_python(args.llama_python)  # a build may have finished
+                if llama_py:
+                    export = run_child("gguf", mlx_dir, python=llama_py)
+                    if "error" in export:
+                        llama_py, notes["llama.cpp"] = None, export["error"]
             o = {"prompt_len": plen, "tokens": args.tokens}
-            rows = {}
-            warm([mlx_dir / "model.safetensors"])
-            rows["mlx-lm resident"] = run_child("resident", mlx_dir, **o)
-            rows["almanac warm"] = run_child("warm", stream_dir, **o)
-            rows["almanac cold"] = run_child("cold", stream_dir, **o)
-            rows[f"almanac warm, cache {budget}"] = run_child("warm", stream_dir, **o, cache_gb=args.budget_gb)
-            rows[f"almanac cold, cache {budget}"] = run_child("cold", stream_dir, **o, cache_gb=args.budget_gb)
+            here = sys.executable
+            # (row, --long-configs name, worker mode, directory, interpreter or None with why not, options)
+            plan = [
+                ("mlx-lm resident", "resident", "resident", mlx_dir, here, {}),
+                ("almanac warm", "warm", "warm", stream_dir, here, {}),
+                ("almanac cold", "cold", "cold", stream_dir, here, {}),
+                (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
+                (f"almanac cold, cache {budget}", "cold-cache", "cold", stream_dir, here, {"cache_gb": args.budget_gb}),
+            ]
             if args.batch and plen <= 256:
-                rows[f"almanac cold, batch of {args.batch}"] = run_child(f"batch{args.batch}", stream_dir, **o)
+                plan.append((f"almanac cold, batch of {args.batch}", None, f"batch{args.batch}", stream_dir, here, {}))
             for kind in ("warm", "cold"):
-                key = f"nunspark {kind}, budget {budget}"
-                rows[key] = (
-                    run_child(f"nunspark-{kind}", mlx_dir, python=ns_py, out=packed, cache_gb=args.budget_gb, **o)
-                    if ns_py
-                    else {"error": notes["nunspark"]}
+                ns = {"out": packed, "cache_gb": args.budget_gb}
+                plan.append(
+                    (f"nunspark {kind}, budget {budget}", f"nunspark-{kind}", f"nunspark-{kind}", mlx_dir, ns_py, ns)
                 )
             for kind in ("warm", "cold"):
                 key = f"llama.cpp {kind}, {os.cpu_count()} threads, mmap"
-                rows[key] = (
-                    run_child(f"llama-{kind}", mlx_dir, python=llama_py, **o)
-                    if llama_py
-                    else {"error": notes["llama.cpp"]}
-                )
+                plan.append((key, f"llama-{kind}", f"llama-{kind}", mlx_dir, llama_py, {}))
+            why = {"nunspark": notes["nunspark"], "llama": notes["llama.cpp"]}
+            rows = {}
+            warm([mlx_dir / "model.safetensors"])
+            for key, config, mode, directory, python, extra in plan:
+                if wanted is not None and config not in wanted:
+                    rows[key] = {"error": f"skipped for {plen}-token prompts (--long-configs)"}
+                elif python is None:
+                    rows[key] = {"error": why[mode.split("-")[0]]}
+                else:
+                    rows[key] = run_child(mode, directory, python=python, **o, **extra)
             rounds.append(rows)
         results[plen] = rounds
     if args.json:

@@ -89,8 +89,8 @@ class BatchGenerator:
         self._active: list[_Sequence] = []  # in the batch, same order as the batch cache rows
         self._cache: list | None = None  # the batch cache
         self.steps = 0  # decode steps taken
-        self.decode_tokens = 0  # tokens produced by decode steps (all sequences)
-        self.decode_seconds = 0.0
+        self.decode_tokens = 0  # tokens of the steps in which every sequence was past its first token
+        self.decode_seconds = 0.0  # ... and those steps' time
         engine.io.reset()
         reset_peak_memory()
 
@@ -207,19 +207,20 @@ class BatchGenerator:
             sampled = mx.concatenate([_sampler(s.temp)(logprobs[i : i + 1]) for i, s in enumerate(self._active)])
         mx.eval(sampled)
         now = time.perf_counter()
+        if all(seq.t_first is not None for seq in self._active):
+            # A pure decode step (no sequence's first token, which belongs to its prefill).
+            self.decode_seconds += now - t0
+            self.decode_tokens += len(self._active)
         rows = None
         if self.return_logits:
             import numpy as np
 
             rows = np.array(logits.astype(mx.float32))
         self.steps += 1
-        self.decode_seconds += now - t0
         out, finished = [], []
         for row, (seq, token) in enumerate(zip(self._active, sampled.tolist())):
             if seq.t_first is None:
                 seq.t_first = now
-            else:
-                self.decode_tokens += 1
             seq.tokens.append(token)
             if token in seq.eos:
                 seq.detok.finalize()
