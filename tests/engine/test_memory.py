@@ -84,12 +84,12 @@ def test_a_budget_too_small_is_refused_with_what_it_needs(twelve_layers):
     with pytest.raises(llm_engine.EngineError, match=r"too little .* needs at least \d+\.\d\d GB"):
         plan_memory(twelve_layers, int(0.2 * 2**30), baseline=80 << 20, context_tokens=512)
     small = plan_memory(twelve_layers, int(0.7 * 2**30), baseline=80 << 20, context_tokens=512)
-    large = plan_memory(twelve_layers, int(1.5 * 2**30), baseline=80 << 20, context_tokens=512)
-    assert small.cache_slots < large.cache_slots
-    assert large.total <= 1.5 * 2**30 and small.total <= 0.7 * 2**30
-    # A longer context takes memory from the cache.
-    longer = plan_memory(twelve_layers, int(1.5 * 2**30), baseline=80 << 20, context_tokens=4096)
-    assert longer.cache_slots < large.cache_slots
+    large = plan_memory(twelve_layers, int(3 * 2**30), baseline=80 << 20, context_tokens=512)
+    assert small.cache_slots < large.cache_slots == 32
+    assert large.total <= 3 * 2**30 and small.total <= 0.7 * 2**30
+    # A longer context takes memory from the cache (its prefill's attention scores, its KV cache).
+    longer = plan_memory(twelve_layers, int(3 * 2**30), baseline=80 << 20, context_tokens=4096)
+    assert 0 < longer.cache_slots < large.cache_slots and longer.working > large.working
 
 
 def test_memory_options_are_checked(checkpoints):
