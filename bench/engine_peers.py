@@ -714,6 +714,7 @@ def main() -> None:
     ap.add_argument("--llama-python", default=None, help="interpreter with llama-cpp-python and gguf")
     ap.add_argument("--nunspark-venv", type=Path, default=None, help="default: WORKDIR/nunspark-venv")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out: llama, nunspark")
+    ap.add_argument("--only", default=None, help="run only these rows (names as for --long-configs), any prompt")
     ap.add_argument(
         "--long-configs",
         default="all",
@@ -768,6 +769,8 @@ def main() -> None:
     for plen in prompts:
         rounds = []
         wanted = None if plen <= 256 or args.long_configs == "all" else set(args.long_configs.split(","))
+        if args.only:
+            wanted = set(args.only.split(","))
         for i in range(args.rounds if plen <= 256 else args.long_rounds):
             print(f"prompt {plen}: round {i + 1} ...", flush=True)
             if llama_py is None and "llama" not in skip and "not importable" in notes["llama.cpp"]:
@@ -801,7 +804,9 @@ def main() -> None:
             warm([mlx_dir / "model.safetensors"])
             for key, config, mode, directory, python, extra in plan:
                 if wanted is not None and config not in wanted:
-                    rows[key] = {"error": f"skipped for {plen}-token prompts (--long-configs)"}
+                    rows[key] = {
+                        "error": f"skipped for {plen}-token prompts ({'--only' if args.only else '--long-configs'})"
+                    }
                 elif python is None:
                     rows[key] = {"error": why[mode.split("-")[0]]}
                 else:
