@@ -41,9 +41,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from moe_stream import _median, _tokenizer, evict, raw_read_gbps, rss, warm  # noqa: E402
+from engine_peers import _median, _tokenizer, evict, raw_read_gbps, rss, warm  # noqa: E402
 
-from moe_stream import SHAPES as QWEN3_30B_A3B  # noqa: E402
+from engine_peers import SHAPES as QWEN3_30B_A3B  # noqa: E402
 
 MODELS = {
     # Qwen3-30B-A3B as published: 48 layers, 128 experts, top-8, expert width 768.

@@ -9,6 +9,7 @@ Serving over HTTP (the OpenAI and Ollama APIs) lives in `llm_engine.serve`, whic
 import: loading the engine never starts or imports a web server.
 """
 
+from .batch import BatchGenerator, BatchStep, batch_generate
 from .checks import Problem, info, verify
 from .converter import convert
 from .errors import CheckpointError, EngineError, UnsupportedModelError
@@ -18,6 +19,9 @@ from .loader import Engine, load
 SUPPORTED_MLX_LM = ">=0.32,<0.33"
 
 __all__ = [
+    "BatchGenerator",
+    "BatchStep",
+    "batch_generate",
     "CheckpointError",
     "Engine",
     "EngineError",

@@ -49,6 +49,16 @@ def encode(engine: Engine, prompt: str | list[int]) -> list[int]:
     return tokens
 
 
+def check_context(engine: Engine, prompt_tokens: int, max_tokens: int) -> None:
+    """With --memory-gb, a sequence longer than the memory plan's context would outgrow it."""
+    plan = engine.memory_plan
+    if plan is not None and prompt_tokens + max_tokens > plan.context_tokens:
+        raise EngineError(
+            f"the prompt ({prompt_tokens} tokens) plus max_tokens ({max_tokens}) is longer than the "
+            f"{plan.context_tokens} tokens the memory budget was planned for (--context-tokens)"
+        )
+
+
 def _peak_rss_bytes() -> int:
     # Linux keeps ru_maxrss across exec (a child inherits its parent's peak); VmHWM is this
     # process's own high-water mark.
@@ -104,6 +114,7 @@ def stream_generate(
     if temp < 0:
         raise EngineError("temperature must be >= 0")
     prompt_tokens = encode(engine, prompt)
+    check_context(engine, len(prompt_tokens), max_tokens)
     if seed is not None:
         mx.random.seed(seed)
     eos = set() if ignore_eos else set(engine.tokenizer.eos_token_ids or ())

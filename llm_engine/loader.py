@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten
 from . import manifest as mf
 from .device import cast_model, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
+from .memory import budget_bytes, parse_memory_gb, plan_memory, process_rss
 from .architectures import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
 from .store import Bank, IOStats, LayerStore, alloc_bank, bank_signature
 from .switch import StreamingSwitch
@@ -34,6 +35,10 @@ class Engine:
     io: IOStats
     cache_slots: int
     experts_per_token: int | None
+    # The most sequences decoded together (BatchGenerator); the shared bank holds their top-k.
+    max_batch: int = 1
+    # How --memory-gb was split (memory.MemoryPlan), or None when the cache was given in GB.
+    memory_plan: object | None = None
     # mlx-lm's LRUPromptCache: the KV caches of recent prompts (with their answers), so a
     # prompt that extends one (a follow-up question) computes only its new tokens.
     prompt_cache: object | None = None
@@ -168,16 +173,24 @@ def _materialize(model: nn.Module) -> None:
     mx.clear_cache()
 
 
-def _attach_banks(model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int) -> None:
+def _attach_banks(
+    model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int, max_batch: int = 1
+) -> None:
     """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers.
 
-    Where a call must run as one switch call (GPUs, see device.py), the shared bank holds a
-    whole layer's experts, so a prefill chunk routed to all of them still runs in one call,
-    and layers with cache slots use it for the calls their own bank cannot hold.
+    A shared bank holds max_batch sequences' top-k experts, so a batched decode step reads and
+    computes each layer's union in one group. Where a call must run as one switch call (GPUs,
+    see device.py), the shared bank holds a whole layer's experts, so a prefill chunk routed to
+    all of them still runs in one call, and layers with cache slots use it for the calls their
+    own bank cannot hold.
     """
     one_call = not read_path().staged
     sizes = [
-        min(s.spec.num_experts, max(top_k_of(model, p, default_top_k), s.cache_slots)) for p, s in zip(paths, stores)
+        min(
+            s.spec.num_experts,
+            max(top_k_of(model, p, default_top_k) * (1 if s.cache_slots else max_batch), s.cache_slots),
+        )
+        for p, s in zip(paths, stores)
     ]
     shared_size: dict[tuple, int] = {}
     for store, size in zip(stores, sizes):
@@ -211,6 +224,9 @@ def load(
     drop_page_cache: bool = False,
     prompt_cache_entries: int = 0,
     prompt_cache_gb: float = 2.0,
+    max_batch: int = 1,
+    memory_gb: float | str | None = None,
+    context_tokens: int = 4096,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -225,6 +241,13 @@ def load(
     prompt_cache_entries: keep the KV caches of this many recent prompts (and their answers),
       at most prompt_cache_gb of them; a prompt that starts like one of them computes only
       the rest. 0: none.
+    max_batch: the most sequences BatchGenerator decodes together; without an expert cache the
+      shared bank is sized for their top-k experts (max_batch times one sequence's bank).
+    memory_gb: the memory the whole process may use (GB, or "auto": 80 % of what the machine
+      has free, plus what the process already uses). The expert cache gets what is left after
+      the resident weights, the bank and the working memory for context_tokens tokens per
+      sequence (memory.plan_memory); generation then refuses a prompt plus max_tokens longer
+      than context_tokens. Not combined with expert_cache_gb.
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -235,6 +258,13 @@ def load(
         raise CheckpointError(f"{path}: not a directory")
     if expert_cache_gb < 0:
         raise EngineError("--expert-cache-gb must be >= 0")
+    if max_batch < 1:
+        raise EngineError("max_batch must be >= 1")
+    memory_gb = parse_memory_gb(memory_gb)
+    if memory_gb is not None and expert_cache_gb:
+        raise EngineError("give --memory-gb or --expert-cache-gb, not both")
+    if context_tokens < 1:
+        raise EngineError("context_tokens must be >= 1")
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
     manifest = mf.read_manifest(path)
@@ -245,6 +275,23 @@ def load(
             f"{config.get('model_type')!r}"
         )
     _check_files(path, manifest)
+    try:
+        tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
+    except Exception as e:  # transformers raises many kinds for a missing/broken tokenizer
+        raise CheckpointError(f"{path}: the tokenizer cannot be loaded ({e})") from None
+    plan = None
+    if memory_gb is not None:
+        # Measured after the tokenizer: the interpreter, the libraries and the tokenizer are
+        # what the process holds before any weight is loaded.
+        baseline = process_rss()
+        plan = plan_memory(
+            path,
+            budget_bytes(memory_gb, baseline),
+            baseline,
+            max_batch=max_batch,
+            context_tokens=context_tokens,
+            prompt_cache_bytes=int(prompt_cache_gb * (1 << 30)) if prompt_cache_entries else 0,
+        )
     model = build_model(config)
     switches = switch_modules(model)  # none for a dense model: every weight resident
     paths = [p for p, _ in switches]
@@ -286,6 +333,8 @@ def load(
             budget // sum(per_expert) if budget and per_expert else 0,
             max((l.num_experts for l in manifest.layers), default=0),
         )
+        if plan is not None:
+            slots = plan.cache_slots
         for store, (p, module) in zip(stores, switches):
             store.cache_slots = min(slots, store.spec.num_experts)
             set_module(model, p, StreamingSwitch(module, store))
@@ -303,11 +352,10 @@ def load(
             if not paths:
                 raise EngineError("--experts-per-token: this model has no experts (a dense model)")
             set_experts_per_token(model, paths, experts_per_token)
-        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)))
-        try:
-            tokenizer = load_tokenizer(path, eos_token_ids=config.get("eos_token_id", None))
-        except Exception as e:  # transformers raises many kinds for a missing/broken tokenizer
-            raise CheckpointError(f"{path}: the tokenizer cannot be loaded ({e})") from None
+        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)), max_batch)
+        if plan is not None:
+            # Freed MLX buffers are kept for reuse up to this much, not up to the device's memory.
+            mx.set_cache_limit(plan.working)
     except BaseException:
         for s in stores:
             s.close()
@@ -329,6 +377,8 @@ def load(
         io,
         slots,
         experts_per_token,
+        max_batch,
+        plan,
         prompt_cache,
         (sequencer, pool),
         trained_experts_per_token=trained_k,

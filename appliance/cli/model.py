@@ -96,11 +96,32 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     help="Quality trade-off: route each token to K experts instead of the trained "
     "number. Off by default; changes the model's answers, by how much is measured and printed first.",
 )
-def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token):
+@click.option(
+    "--memory-gb",
+    default=None,
+    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
+    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
+)
+def run_cmd(
+    directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token, memory_gb, context_tokens
+):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
     try:
-        with llm_engine.load(directory, expert_cache_gb=expert_cache_gb, experts_per_token=experts_per_token) as engine:
+        with llm_engine.load(
+            directory,
+            expert_cache_gb=expert_cache_gb,
+            experts_per_token=experts_per_token,
+            memory_gb=memory_gb,
+            context_tokens=context_tokens,
+        ) as engine:
             change = None
             if experts_per_token is not None:
                 from llm_engine.quality import experts_per_token_change
@@ -176,7 +197,39 @@ def run_cmd(directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb,
     help="File of SHA-256 digests of the tokens clients beyond this machine must send (Authorization: Bearer). "
     "Default with a --host other than 127.0.0.1: the data dir's, from `almanac model tokens`.",
 )
-def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prompt_tokens, prompt_cache, api_tokens):
+@click.option(
+    "--memory-gb",
+    default=None,
+    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
+    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Decode up to N requests together (requests that wait join those decoding); 1: one at a time.",
+)
+def serve_cmd(
+    directory,
+    host,
+    port,
+    expert_cache_gb,
+    max_tokens_limit,
+    max_prompt_tokens,
+    prompt_cache,
+    api_tokens,
+    memory_gb,
+    context_tokens,
+    max_batch,
+):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs.
 
     On 127.0.0.1 (the default) only this machine connects. On any other address every client beyond this
@@ -211,8 +264,10 @@ def serve_cmd(directory, host, port, expert_cache_gb, max_tokens_limit, max_prom
             max_prompt_tokens=max_prompt_tokens,
             expert_cache_gb=expert_cache_gb,
             prompt_cache_entries=prompt_cache,
+            max_batch=max_batch,
             on_ready=ready,
             api_tokens=api_tokens,
+            **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),
         )
     except llm_engine.EngineError as e:
         raise _fail(e) from None
@@ -387,6 +442,86 @@ def tokens_revoke(token_id):
     if not revoke(_data(), token_id):
         raise BadInput(f"no API token with id {token_id}; `almanac model tokens list` shows them")
     click.echo(f"token {token_id} revoked")
+
+
+# --- almanac model plan: a forecast before anything runs ---------------------------------------
+
+
+@model.command("plan")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--memory-gb",
+    default="auto",
+    show_default=True,
+    help="Memory the engine may use, in GB, or 'auto' for what this machine has free.",
+)
+@click.option(
+    "--context-tokens",
+    type=click.IntRange(1),
+    default=4096,
+    show_default=True,
+    help="Longest prompt plus answer the memory is planned for.",
+)
+@click.option("--max-batch", type=click.IntRange(1), default=1, show_default=True, help="Sequences decoded together.")
+@click.option(
+    "--read-seconds",
+    type=click.FloatRange(0.1),
+    default=1.0,
+    show_default=True,
+    help="How long the read test reads experts.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plan_cmd(directory, memory_gb, context_tokens, max_batch, read_seconds, as_json):
+    """Forecast memory, decode and prefill speed of the model in DIR from its layout and a short read test."""
+    llm_engine = _engine()
+    from llm_engine.forecast import forecast
+    from llm_engine.memory import budget_bytes, parse_memory_gb, process_rss
+
+    try:
+        baseline = process_rss()
+        f = forecast(
+            directory,
+            budget_bytes(parse_memory_gb(memory_gb), baseline),
+            baseline,
+            context_tokens=context_tokens,
+            max_batch=max_batch,
+            read_seconds=read_seconds,
+        )
+    except llm_engine.EngineError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps(f.as_dict(), indent=2))
+        return
+    m = f.memory
+    click.echo(f"memory budget     {_human(m.budget)}")
+    click.echo(f"  in use already  {_human(m.baseline)} (this process: interpreter, libraries)")
+    click.echo(f"  resident        {_human(m.resident)} (non-expert weights, as loaded on this device)")
+    click.echo(f"  working         {_human(m.working + m.read_buffers)} ({m.context_tokens} tokens x {m.max_batch})")
+    if m.cache_slots:
+        click.echo(
+            f"  expert cache    {_human(m.cache_bytes)}: {m.cache_slots} of {f.experts} experts per layer "
+            f"({m.cache_slots / f.experts:.0%})"
+        )
+    else:
+        click.echo(f"  streaming bank  {_human(m.bank)} (no expert cache: the OS page cache only)")
+    click.echo(f"  total           {_human(m.total)}")
+    r = f.reads
+    click.echo(
+        f"read test         {r.cold_gbps:.2f} GB/s from disk ({r.how}), {r.warm_gbps:.2f} GB/s from the page cache"
+    )
+    rates = ", ".join(f"{r} row{'s' if r > 1 else ''} {v / 1e9:.2f}" for r, v in f.compute.rates.items())
+    click.echo(f"compute test      GB/s of quantized weights: {rates}")
+    for name in ("warm", "cold"):
+        d = f.decode[name]
+        click.echo(
+            f"decode, {name:<4}      {d['tok_per_s']:.1f} tok/s, {d['bytes_per_token'] / 1e6:.0f} MB read per token"
+        )
+    for p, row in f.prefill.items():
+        click.echo(
+            f"prefill {p:>5} tok  warm {row['warm']['tok_per_s']:.0f} tok/s (TTFT {row['warm']['ttft_s']:.1f} s), "
+            f"cold {row['cold']['tok_per_s']:.0f} tok/s (TTFT {row['cold']['ttft_s']:.1f} s)"
+        )
+    click.echo("(uniform routing assumed: a real model's skewed routing hits its cache more often)")
 
 
 if __name__ == "__main__":

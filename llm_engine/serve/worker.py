@@ -5,6 +5,12 @@ belong to the thread that uses them, so a single worker thread loads the engine,
 generates and closes it; HTTP threads only put Jobs on its queue and read events back. The
 queue is FIFO, so requests are served in arrival order. A cancelled ticket (its client went
 away) stops at the next token, or is skipped if it has not started.
+
+With max_batch > 1 (load_kwargs, `almanac model serve --max-batch N`), the same thread decodes up
+to N requests together with llm_engine.BatchGenerator: requests that arrive while others decode
+are prefilled between two steps and join them, so each step reads the union of their experts
+once. Greedy answers are the same as one at a time; sampled ones (temperature > 0) draw from one
+shared random stream, so a seed does not repeat an answer while others decode beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..batch import BatchGenerator
 from ..checks import info
 from ..errors import EngineError
 from ..generate import encode, stream_generate
@@ -115,6 +122,7 @@ class Counters:
     served: int = 0
     cancelled: int = 0
     failed: int = 0
+    largest_batch: int = 0  # the most requests decoded in one step so far
 
 
 class Worker:
@@ -184,6 +192,9 @@ class Worker:
             return
         self._ready.set()
         try:
+            if engine.max_batch > 1:
+                self._serve_batched(engine)
+                return
             while not self._stopping:
                 ticket = self._queue.get()
                 if ticket is None:
@@ -283,6 +294,123 @@ class Worker:
         t_end = time.perf_counter()
         t_first = t_first or t_end
         return Done(finish, len(prompt), len(out), out, 0.0, t_first - t0, t_end - t_first, 0.0, stats)
+
+    # --- batched serving (max_batch > 1) ------------------------------------------------
+
+    def _admit(self, engine, batch: BatchGenerator, ticket: Ticket, live: dict) -> None:
+        """Tokenize a queued request and insert it into the batch (or answer it at once)."""
+        queue_s = time.perf_counter() - ticket.submitted
+        if ticket.cancelled:
+            self.counters.cancelled += 1
+            ticket.put(Done("cancelled", 0, 0, [], queue_s, 0.0, 0.0, queue_s))
+            return
+        job = ticket.job
+        try:
+            tokens = self._prompt_tokens(engine, job)
+            if job.seed is not None:
+                import mlx.core as mx
+
+                mx.random.seed(job.seed)
+            uid = batch.insert(tokens, max_tokens=job.max_tokens, temp=job.temperature)
+        except (EngineError, ValueError) as e:
+            self.counters.failed += 1
+            ticket.put(Failed(400, str(e)))
+            return
+        ticket.put(Started(len(tokens)))
+        live[uid] = _Live(ticket, StopFilter(job.stop), len(tokens), queue_s, time.perf_counter())
+
+    def _finish(self, live: dict, uid: int, finish: str, stats: dict | None) -> None:
+        lv = live.pop(uid)
+        if finish != "cancelled":
+            rest = lv.stops.flush()
+            if rest:
+                lv.ticket.put(Delta(rest))
+            self.counters.served += 1
+        else:
+            self.counters.cancelled += 1
+        t_end = time.perf_counter()
+        t_first = lv.t_first or t_end
+        lv.ticket.put(
+            Done(
+                finish,
+                lv.prompt_tokens,
+                len(lv.out),
+                lv.out,
+                lv.queue_s,
+                t_first - lv.t_start,
+                t_end - t_first,
+                t_end - lv.ticket.submitted,
+                stats,
+            )
+        )
+
+    def _serve_batched(self, engine) -> None:
+        batch = BatchGenerator(engine)
+        live: dict[int, _Live] = {}
+        eos = set(engine.tokenizer.eos_token_ids or ())
+        while not self._stopping:
+            # Wait for work when idle; otherwise take what has queued, up to the batch's room.
+            while len(live) < batch.max_batch:
+                try:
+                    ticket = self._queue.get(block=not live)
+                except queue.Empty:
+                    break
+                if ticket is None:
+                    self._stopping = True
+                    break
+                self._admit(engine, batch, ticket, live)
+            if self._stopping:
+                break
+            for uid in [u for u, lv in live.items() if lv.ticket.cancelled]:
+                batch.remove(uid)
+                self._finish(live, uid, "cancelled", None)
+            self.busy = bool(live)
+            if not live:
+                continue
+            try:
+                steps = batch.step()
+            except Exception as e:  # an engine failure fails the batch's requests, not the worker
+                traceback.print_exc(file=sys.stderr)
+                for uid, lv in list(live.items()):
+                    batch.remove(uid)
+                    self.counters.failed += 1
+                    lv.ticket.put(Failed(500, f"generation failed: {e}"))
+                live.clear()
+                continue
+            finally:
+                self.busy = bool(live)
+            self.counters.largest_batch = max(self.counters.largest_batch, len(steps))
+            for step in steps:
+                lv = live[step.uid]
+                lv.t_first = lv.t_first or time.perf_counter()
+                if not (step.finish_reason == "stop" and step.token in eos):
+                    lv.out.append(step.token)
+                text, hit = lv.stops.feed(step.text)
+                if text:
+                    lv.ticket.put(Delta(text))
+                if hit:
+                    if step.finish_reason is None:
+                        batch.remove(step.uid)
+                    lv.stops.held = ""
+                    self._finish(live, step.uid, "stop", None)
+                elif step.finish_reason is not None:
+                    self._finish(live, step.uid, step.finish_reason, step.stats)
+        for uid in list(live):
+            batch.remove(uid)
+            self._finish(live, uid, "cancelled", None)
+
+
+@dataclass
+class _Live:
+    """A request decoding in the batch."""
+
+    ticket: Ticket
+    stops: StopFilter
+    prompt_tokens: int
+    queue_s: float
+    t_start: float
+    out: list[int] = field(default_factory=list)
+    t_first: float | None = None
 
 
 def _model_info(path: Path, engine) -> ModelInfo:

@@ -121,3 +121,29 @@ def test_real_process(checkpoints):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert len(out["tokens"]) <= 5 and out["stats"]["expert_reads"] > 0
+
+
+def test_plan_forecasts_before_anything_runs(checkpoints):
+    path = checkpoints.streamed("qwen3_moe")
+    runner = CliRunner()
+    r = runner.invoke(model, ["plan", str(path), "--memory-gb", "8", "--context-tokens", "256", "--json"])
+    assert r.exit_code == 0, r.output
+    f = json.loads(r.stdout)
+    m = f["memory"]
+    assert m["budget"] == 8 * 2**30 and m["total"] <= m["budget"]
+    assert m["cache_slots"] == 16  # the tiny model's every expert fits
+    assert f["reads"]["cold_gbps"] > 0 and f["reads"]["warm_gbps"] > 0
+    for name in ("warm", "cold"):
+        assert f["decode"][name]["tok_per_s"] > 0 and f["decode"][name]["hit_rate"] == 1.0
+        assert f["prefill"]["1500"][name]["ttft_s"] > f["prefill"]["32"][name]["ttft_s"] > 0
+    text = runner.invoke(model, ["plan", str(path), "--memory-gb", "8", "--read-seconds", "0.2"])
+    assert text.exit_code == 0 and "expert cache" in text.output and "decode, cold" in text.output
+    # The engine loaded with that budget gets the cache the plan forecast.
+    import llm_engine
+
+    with llm_engine.load(path, memory_gb=8, context_tokens=256) as engine:
+        assert engine.cache_slots == m["cache_slots"]
+    small = runner.invoke(model, ["plan", str(path), "--memory-gb", "0.01"])
+    assert small.exit_code != 0 and "too little" in small.output
+    bad = runner.invoke(model, ["plan", str(path), "--memory-gb", "lots"])
+    assert bad.exit_code != 0 and "--memory-gb" in bad.output

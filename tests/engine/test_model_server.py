@@ -486,3 +486,35 @@ def test_an_engine_failure_is_a_500_and_the_server_stays_up(checkpoints, tmp_pat
         assert server.health()["failed"] == 3
         p.terminate()
         assert p.wait(30) == 0
+
+
+def test_batched_server_answers_as_one_at_a_time(model_dir, engine):
+    """--max-batch 3: concurrent requests decode together and each gets its single-run answer."""
+    prompts = ["The quick brown fox", "An offline library", "Why does water boil?"]
+    refs = [reference(engine, p, 20).text for p in prompts]
+    with running(model_dir, "--max-batch", "3") as (_p, server):
+        results: dict = {}
+
+        def ask(i: int) -> None:
+            body = {"model": model_dir.name, "prompt": prompts[i], "max_tokens": 20, "temperature": 0}
+            results[i] = server.post("/v1/completions", body)["choices"][0]["text"]
+
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert [results.get(i) for i in range(3)] == refs
+        health = server.health()
+        assert health["served"] == 3 and health["largest_batch"] >= 2
+        # A stop string ends one sequence of the batch; a client that leaves cancels its own.
+        stopped = server.post(
+            "/v1/completions",
+            {"model": model_dir.name, "prompt": prompts[0], "max_tokens": 20, "temperature": 0, "stop": [refs[0][5:9]]},
+        )["choices"][0]
+        assert stopped["text"] == refs[0][: refs[0].index(refs[0][5:9])] and stopped["finish_reason"] == "stop"
+        with server.raw_stream(
+            "/v1/completions", {"model": model_dir.name, "prompt": LONG, "max_tokens": 1500, "stream": True}
+        ):
+            _wait_for(server, lambda h: h["busy"])
+        _wait_for(server, lambda h: h["cancelled"] >= 1 and not h["busy"])

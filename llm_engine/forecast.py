@@ -1,0 +1,234 @@
+"""Forecast decode and prefill speed and memory of a converted model before anything runs.
+
+From the layout (manifest.json, config.json, the safetensors headers), the memory plan
+(memory.plan_memory) and two short measurements on this machine:
+
+* reads: random expert blobs of the model's own files, with the engine's thread count, once
+  bypassing the page cache (O_DIRECT, else evicted with posix_fadvise) and once from it;
+* compute: MLX's quantized matrix-vector product on one expert's shapes, at one row (a decode
+  token) and at the rows per expert a prefill chunk gives, timed on this device.
+
+The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
+cache of S slots out of E experts hits S/E of the time and a prompt of P tokens touches
+E * (1 - (1 - k/E)^P) experts per layer; a decode token costs the compute of every quantized
+weight it touches (resident and its experts) plus the reads that compute does not hide, plus one
+expert's read per layer (nothing can run before the first one). Real routing is skewed (a cache
+hits more), and the compute rate is the kernel's alone: compare with a measured run (the bench
+prints both).
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import manifest as mf
+from .memory import IO_THREADS, MemoryPlan, plan_memory
+
+
+@dataclass
+class ReadTest:
+    cold_gbps: float  # experts read bypassing the page cache, `threads` in flight
+    warm_gbps: float  # the same blobs again from the page cache
+    how: str  # "O_DIRECT" or "fadvise"
+    seconds: float
+
+
+def measure_reads(path: Path, manifest: mf.Manifest, seconds: float = 1.0, threads: int = IO_THREADS) -> ReadTest:
+    """Read random expert blobs for about `seconds`, cold then warm."""
+    layers = [layer for layer in manifest.layers if layer.num_experts]
+    if not layers:
+        return ReadTest(0.0, 0.0, "none", 0.0)
+    rng = random.Random(0)
+    picks = [(layer, rng.randrange(layer.num_experts)) for layer in layers for _ in range(64)]
+    rng.shuffle(picks)
+    fds, direct = {}, hasattr(os, "O_DIRECT")
+    for layer in layers:
+        p = str(path / layer.file)
+        try:
+            fds[layer.file] = os.open(p, os.O_RDONLY | (os.O_DIRECT if direct else 0))
+        except OSError:
+            direct = False
+            fds[layer.file] = os.open(p, os.O_RDONLY)
+    how = "O_DIRECT" if direct else "fadvise"
+
+    def one(item, buf):
+        layer, e = item
+        n = mf.round_up(layer.blob_size, 4096) if direct else layer.blob_size
+        if not direct and hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fds[layer.file], e * layer.stride, layer.stride, os.POSIX_FADV_DONTNEED)
+        return os.preadv(fds[layer.file], [memoryview(buf)[:n]], e * layer.stride)
+
+    size = mf.round_up(max(layer.blob_size for layer in layers), 4096)
+    bufs = [mmap.mmap(-1, size) for _ in range(threads)]  # page aligned, as O_DIRECT wants
+
+    def run(items, warm: bool) -> tuple[int, float]:
+        total, t0, i = 0, time.perf_counter(), 0
+        with ThreadPoolExecutor(threads) as pool:
+            while i < len(items) and time.perf_counter() - t0 < seconds:
+                batch = items[i : i + threads]
+                if warm:
+                    total += sum(pool.map(lambda a: os.preadv(plain[a[0].file], [bufs[0]], a[1] * a[0].stride), batch))
+                else:
+                    total += sum(pool.map(one, batch, bufs[: len(batch)]))
+                i += len(batch)
+        return total, time.perf_counter() - t0, i
+
+    plain = {layer.file: os.open(str(path / layer.file), os.O_RDONLY) for layer in layers}
+    try:
+        if not direct:
+            for fd in plain.values():
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        cold_bytes, cold_s, done = run(picks, warm=False)
+        for layer, e in picks[:done]:  # bring the same blobs into the page cache, then time them
+            os.preadv(plain[layer.file], [bufs[0]], e * layer.stride)
+        warm_bytes, warm_s, _ = run(picks[:done], warm=True)
+    finally:
+        for fd in list(fds.values()) + list(plain.values()):
+            os.close(fd)
+        for b in bufs:
+            b.close()
+    return ReadTest(cold_bytes / cold_s / 1e9, warm_bytes / warm_s / 1e9, how, cold_s + warm_s)
+
+
+@dataclass
+class ComputeTest:
+    """Quantized weight bytes per second that MLX's product goes through, by row count."""
+
+    rates: dict  # rows -> (rows x weight bytes) / s
+
+
+def measure_compute(manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds: float = 0.3) -> ComputeTest:
+    """Time mx.quantized_matmul on one expert's first projection (this device, its compute dtype)."""
+    import mlx.core as mx
+
+    from .device import compute_dtype
+
+    layer = next((layer for layer in manifest.layers if layer.quantization), None)
+    if layer is None:
+        return ComputeTest({r: 0.0 for r in rows})
+    proj = next(iter(layer.quantization))
+    q = layer.quantization[proj]
+    shape = next(t.shape for t in layer.tensors if t.name == f"{proj}.weight")
+    out_dim, packed = shape
+    in_dim = packed * 32 // q["bits"]
+    dt = compute_dtype(mx.bfloat16)
+    w, scales, biases = mx.quantize(mx.random.normal((out_dim, in_dim)).astype(dt), q["group_size"], q["bits"])
+    # Count the bytes as stored (bf16 scales), as the forecast's byte counts are.
+    weight_bytes = w.nbytes + (scales.size + biases.size) * 2
+    mx.eval(w, scales, biases)
+
+    def rate(n: int) -> float:
+        x = mx.random.normal((n, in_dim)).astype(dt)
+        mx.eval(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))  # warm up
+        k, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or k < 3:
+            mx.eval(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
+            k += 1
+        return k * n * weight_bytes / (time.perf_counter() - t0)
+
+    return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))})
+
+
+def _quantized_resident_bytes(path: Path, manifest: mf.Manifest) -> tuple[int, int]:
+    """Bytes of the resident quantized weights a token goes through (the embedding is a lookup),
+    and of those the output head's (a prefill computes it for the last token only)."""
+    import struct
+
+    total = head = 0
+    for f in manifest.files:
+        if not f.file.endswith(".safetensors"):
+            continue
+        with open(path / f.file, "rb") as fh:
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        quantized = {k.rsplit(".", 1)[0] for k in header if k.endswith(".scales")}
+        for name, t in header.items():
+            module, _, leaf = name.rpartition(".")
+            if module in quantized and "embed" not in module and leaf in ("weight", "scales", "biases"):
+                a, b = t["data_offsets"]
+                total += b - a
+                head += b - a if "lm_head" in module else 0
+    return total, head
+
+
+@dataclass
+class Forecast:
+    memory: MemoryPlan
+    reads: ReadTest
+    compute: ComputeTest
+    layers: int
+    experts: int
+    top_k: int
+    blob_bytes: int
+    decode: dict  # "warm"/"cold" -> {"tok_per_s", "bytes_per_token", "hit_rate"}
+    prefill: dict  # str(prompt tokens) -> {"warm"/"cold" -> {"tok_per_s", "ttft_s", "bytes"}}
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["memory"] = self.memory.as_dict()
+        return d
+
+
+def forecast(
+    path: str | os.PathLike,
+    memory_bytes: int,
+    baseline: int,
+    prompts: tuple[int, ...] = (32, 1500),
+    context_tokens: int = 4096,
+    max_batch: int = 1,
+    read_seconds: float = 1.0,
+    expert_cache_gb: float | None = None,
+) -> Forecast:
+    """expert_cache_gb: forecast that cache (as load(expert_cache_gb=...) sizes it) instead of the
+    one memory_bytes leaves room for."""
+    path = Path(path)
+    manifest = mf.read_manifest(path)
+    plan = plan_memory(path, memory_bytes, baseline, max_batch=max_batch, context_tokens=context_tokens)
+    if expert_cache_gb is not None:
+        most = max((layer.num_experts for layer in manifest.layers), default=0)
+        slots = min(int(expert_cache_gb * (1 << 30)) // plan.bytes_per_expert, most) if plan.bytes_per_expert else 0
+        plan.cache_slots, plan.cache_bytes = int(slots), int(slots * plan.bytes_per_expert)
+    reads = measure_reads(path, manifest, read_seconds)
+    layers = len(manifest.layers)
+    experts = max((layer.num_experts for layer in manifest.layers), default=0)
+    k = plan.top_k
+
+    def touched(p: int) -> float:
+        return experts * (1 - (1 - k / experts) ** p) if experts else 0.0
+
+    expert_rows = {p: max(1, round(p * k / touched(p))) if experts else 1 for p in prompts}
+    dense_rows = {p: min(p, 256) for p in prompts}
+    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()))
+    blob = max((layer.blob_size for layer in manifest.layers), default=0)
+    hit = min(1.0, plan.cache_slots / experts) if experts else 0.0
+    dense, head = _quantized_resident_bytes(path, manifest)
+    per_token_weights = dense + layers * k * blob  # stored bytes a decode token computes with
+    rate1 = compute.rates.get(1) or 1.0
+    compute_s = per_token_weights / rate1
+    decode, prefill = {}, {}
+    for name, gbps in (("warm", reads.warm_gbps), ("cold", reads.cold_gbps)):
+        read_bytes = layers * k * blob * (1 - hit)
+        read_s = read_bytes / (gbps * 1e9) if gbps else 0.0
+        first = layers * (blob / (gbps * 1e9)) * (1 - hit) if gbps else 0.0
+        t = compute_s + max(0.0, read_s - compute_s) + first
+        decode[name] = {"tok_per_s": 1 / t if t else 0.0, "bytes_per_token": read_bytes, "hit_rate": hit}
+    for p in prompts:
+        # Each touched expert multiplies its share of the prompt's rows; the dense weights all rows.
+        rate_e = compute.rates.get(expert_rows[p]) or 1.0
+        rate_d = compute.rates.get(dense_rows[p]) or 1.0
+        prefill_compute = (p * (dense - head) + head) / rate_d + layers * p * k * blob / rate_e
+        row = {}
+        for name, gbps in (("warm", reads.warm_gbps), ("cold", reads.cold_gbps)):
+            read_bytes = layers * touched(p) * blob
+            read_s = read_bytes / (gbps * 1e9) if gbps else 0.0
+            t = prefill_compute + read_s  # a prefill's groups wait for their reads
+            row[name] = {"tok_per_s": p / t if t else 0.0, "ttft_s": t, "bytes": read_bytes}
+        prefill[str(p)] = row
+    return Forecast(plan, reads, compute, layers, experts, k, blob, decode, prefill)
