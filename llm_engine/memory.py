@@ -127,6 +127,9 @@ class MemoryPlan:
     top_k: int
     context_tokens: int
     max_batch: int
+    # GPUs: every MoE call runs as one call, so the shared bank holds a whole layer and stays beside a
+    # cache smaller than a layer (loader._attach_banks).
+    one_call: bool = False
 
     @property
     def fixed(self) -> int:
@@ -134,7 +137,9 @@ class MemoryPlan:
 
     @property
     def total(self) -> int:
-        return self.fixed + (self.cache_bytes if self.cache_slots else self.bank)
+        if not self.cache_slots:
+            return self.fixed + self.bank
+        return self.fixed + self.cache_bytes + (self.bank if self.one_call else 0)
 
     def as_dict(self) -> dict:
         return {**asdict(self), "fixed": self.fixed, "total": self.total}
@@ -149,8 +154,10 @@ def plan_memory(
     prompt_cache_bytes: int = 0,
 ) -> MemoryPlan:
     """How a budget of memory_bytes splits; raises EngineError if the fixed part does not fit."""
+    from .device import read_path
     from .store import bank_layout
 
+    one_call = not read_path().staged
     path = Path(path)
     manifest = mf.read_manifest(path)
     config = json.loads((path / "config.json").read_text())
@@ -159,7 +166,8 @@ def plan_memory(
     per_expert = sum(per_layer)
     shared = {}
     for layer, nbytes in zip(manifest.layers, per_layer):
-        shared[nbytes] = min(layer.num_experts, top_k * max_batch) * nbytes  # one bank per expert shape
+        wanted = layer.num_experts if one_call else min(layer.num_experts, top_k * max_batch)
+        shared[nbytes] = max(shared.get(nbytes, 0), wanted * nbytes)  # one bank per expert shape
     bank = sum(shared.values())
     widest = max((layer.blob_size for layer in manifest.layers), default=0)
     moe_width = max((t.shape[0] for layer in manifest.layers for t in layer.tensors), default=0)
@@ -178,6 +186,7 @@ def plan_memory(
         top_k=top_k,
         context_tokens=context_tokens,
         max_batch=max_batch,
+        one_call=one_call,
     )
     if plan.fixed + bank > memory_bytes:
         raise EngineError(
@@ -189,7 +198,8 @@ def plan_memory(
             + ")"
         )
     if per_expert:
-        slots = min((memory_bytes - plan.fixed) // per_expert, max(layer.num_experts for layer in manifest.layers))
+        room = memory_bytes - plan.fixed - (bank if one_call else 0)
+        slots = min(room // per_expert, max(layer.num_experts for layer in manifest.layers))
         if slots >= top_k and slots * per_expert > bank:
             plan.cache_slots = int(slots)
             plan.cache_bytes = int(slots * per_expert)
