@@ -73,6 +73,33 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     )
 
 
+def _expert_cache_option(command):
+    return click.option(
+        "--expert-cache-gb",
+        type=click.FloatRange(0),
+        default=0.0,
+        show_default=True,
+        help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
+    )(command)
+
+
+def _memory_options(command):
+    """--memory-gb and --context-tokens, as `model run` and `model serve` take them."""
+    command = click.option(
+        "--context-tokens",
+        type=click.IntRange(1),
+        default=4096,
+        show_default=True,
+        help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
+    )(command)
+    return click.option(
+        "--memory-gb",
+        default=None,
+        help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
+        "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
+    )(command)
+
+
 @model.command("run")
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False))
 @click.option("--prompt", required=True, help="Prompt text.")
@@ -82,13 +109,7 @@ def convert_cmd(src, dst, bits, group_size, quiet):
 )
 @click.option("--seed", type=int, default=None, help="Random seed for sampling.")
 @click.option("--json", "as_json", is_flag=True, help="Print prompt_tokens, tokens, text and stats as JSON.")
-@click.option(
-    "--expert-cache-gb",
-    type=click.FloatRange(0),
-    default=0.0,
-    show_default=True,
-    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
-)
+@_expert_cache_option
 @click.option(
     "--experts-per-token",
     type=click.IntRange(1),
@@ -96,19 +117,7 @@ def convert_cmd(src, dst, bits, group_size, quiet):
     help="Quality trade-off: route each token to K experts instead of the trained "
     "number. Off by default; changes the model's answers, by how much is measured and printed first.",
 )
-@click.option(
-    "--memory-gb",
-    default=None,
-    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
-    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
-)
-@click.option(
-    "--context-tokens",
-    type=click.IntRange(1),
-    default=4096,
-    show_default=True,
-    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
-)
+@_memory_options
 def run_cmd(
     directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token, memory_gb, context_tokens
 ):
@@ -162,13 +171,7 @@ def run_cmd(
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=11434, show_default=True, help="TCP port (0 picks a free one)."
 )
-@click.option(
-    "--expert-cache-gb",
-    type=click.FloatRange(0),
-    default=0.0,
-    show_default=True,
-    help="Memory for experts kept between tokens; 0 relies on the OS page cache.",
-)
+@_expert_cache_option
 @click.option(
     "--max-tokens-limit",
     type=click.IntRange(1),
@@ -197,19 +200,7 @@ def run_cmd(
     help="File of SHA-256 digests of the tokens clients beyond this machine must send (Authorization: Bearer). "
     "Default with a --host other than 127.0.0.1: the data dir's, from `almanac model tokens`.",
 )
-@click.option(
-    "--memory-gb",
-    default=None,
-    help="Memory the engine may use in all, in GB, or 'auto' (what the machine has free): the expert cache "
-    "gets what the model leaves (see `almanac model plan`). Instead of --expert-cache-gb.",
-)
-@click.option(
-    "--context-tokens",
-    type=click.IntRange(1),
-    default=4096,
-    show_default=True,
-    help="With --memory-gb: the longest prompt plus answer the memory is planned for.",
-)
+@_memory_options
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
