@@ -107,3 +107,18 @@ def gemma(tmp_path_factory):
     gguf_file = package.assemble(root / "gemma-3-270m-q4_k_m.gguf")
     manifest = llm_engine.convert(gguf_file, root / "gemma", progress=False)
     return root / "gemma", gguf_file, manifest
+
+
+@pytest.fixture
+def browser():
+    """Headless Debian Chromium driven over DevTools (tests/maps/cdp.py), for every browser test; a missing
+    browser fails (CI installs it)."""
+    pytest.importorskip("websocket", reason="websocket-client (dev dependency) drives Chromium")
+    from maps.cdp import Browser, chromium_path
+
+    binary = chromium_path()
+    if binary is None:
+        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
+    b = Browser(binary)
+    yield b
+    b.close()

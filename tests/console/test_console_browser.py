@@ -69,18 +69,6 @@ def box(tmp_path):
         files.stop()
 
 
-@pytest.fixture
-def browser():
-    from maps.cdp import Browser, chromium_path
-
-    binary = chromium_path()
-    if binary is None:
-        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
-    b = Browser(binary)
-    yield b
-    b.close()
-
-
 def go(b, url: str, path: str) -> None:
     b.evaluate("window.almanacLeft = true")
     b.call("Page.navigate", url=url)

@@ -71,16 +71,3 @@ def geo_book(tmp_path, data_dir):
     out.parent.mkdir(parents=True, exist_ok=True)
     build_zim(src, out, title="Places of the North", description="Test book with coordinates")
     return out
-
-
-@pytest.fixture
-def browser():
-    """Headless Debian Chromium driven over DevTools; a missing browser fails (CI installs it)."""
-    from .cdp import Browser, chromium_path
-
-    binary = chromium_path()
-    if binary is None:
-        pytest.fail("Debian's chromium is required for the browser tests (apt-get install chromium)")
-    b = Browser(binary)
-    yield b
-    b.close()
