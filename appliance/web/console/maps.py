@@ -64,6 +64,7 @@ def maps_page():
 
     s = worker_state.get()
     reg = s.maps.registry
+    reg.paths(max_age_s=0)  # the admin sees a region cut a moment ago (readers' lookups keep the 5 s scan)
     data = {
         "maps": reg.describe_all(),
         "problems": reg.problems(),
