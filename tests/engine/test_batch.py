@@ -4,51 +4,19 @@ at every expert cache size; each step reads the union of the batch's experts onc
 
 from __future__ import annotations
 
-import mlx.core as mx
 import numpy as np
 import pytest
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.utils import load as mlx_lm_load
 
 import llm_engine
-from llm_engine.device import cast_model
 
-from tinymoe import ARCHS, VOCAB
+from engine_testing import greedy_with_logits, random_prompt, resident_reference
+from tinymoe import ARCHS
 
 # Different lengths (left padding in the batch cache), the longest past gpt-oss's sliding
 # window, and different max_tokens so sequences leave the batch at different steps.
 PROMPT_LENGTHS = (1, 9, 40, 300)
 MAX_TOKENS = (24, 12, 20, 16)
 SMALL_CACHE_SLOTS = 6
-
-
-def _prompt(length: int, seed: int) -> list[int]:
-    return np.random.default_rng(seed).integers(1, VOCAB, size=length).tolist()
-
-
-def _reference_run(model, prompt: list[int], n: int):
-    """Resident mlx-lm: the prompt in one forward pass, then n greedy steps; tokens and logits."""
-    cache = make_prompt_cache(model)
-    logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
-    tokens, rows = [], []
-    for _ in range(n):
-        mx.eval(logits)
-        rows.append(np.array(logits[0].astype(mx.float32)))
-        tokens.append(int(mx.argmax(logits[0]).item()))
-        logits = model(mx.array([[tokens[-1]]]), cache=cache)[:, -1, :]
-    return tokens, np.stack(rows)
-
-
-_references: dict = {}
-
-
-def _reference(checkpoints, arch: str):
-    if arch not in _references:
-        model, _ = mlx_lm_load(str(checkpoints.mlx(arch)))
-        cast_model(model)
-        mx.eval(model.parameters())
-        _references[arch] = model
-    return _references[arch]
 
 
 def _run_batch(engine, prompts, max_tokens, insert_late: int | None = None):
@@ -75,10 +43,10 @@ def _run_batch(engine, prompts, max_tokens, insert_late: int | None = None):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_batched_decode_matches_single_runs(checkpoints, arch):
-    reference = _reference(checkpoints, arch)
+    reference = resident_reference(checkpoints, arch)
     path = checkpoints.streamed(arch)
-    prompts = [_prompt(n, seed=10 + n) for n in PROMPT_LENGTHS]
-    want = [_reference_run(reference, p, n) for p, n in zip(prompts, MAX_TOKENS)]
+    prompts = [random_prompt(n, seed=10 + n) for n in PROMPT_LENGTHS]
+    want = [greedy_with_logits(reference, p, n) for p, n in zip(prompts, MAX_TOKENS)]
     with llm_engine.load(path) as probe:
         per_expert = sum(s.bank_bytes_per_expert for s in probe.stores)
     sizes = {"off": 0.0, "small": SMALL_CACHE_SLOTS * per_expert / 2**30, "large": 1.0}
@@ -98,7 +66,7 @@ def test_batched_decode_matches_single_runs(checkpoints, arch):
 
 def test_a_step_reads_the_union_of_the_batch_experts_once(checkpoints):
     path = checkpoints.streamed("qwen3_moe")
-    prompts = [_prompt(5, seed=s) for s in range(4)]
+    prompts = [random_prompt(5, seed=s) for s in range(4)]
     with llm_engine.load(path, max_batch=4) as engine:
         batch = llm_engine.BatchGenerator(engine)
         for p in prompts:
@@ -126,7 +94,7 @@ def test_a_step_reads_the_union_of_the_batch_experts_once(checkpoints):
 def test_remove_and_eos_and_results(checkpoints):
     path = checkpoints.streamed("mixtral")
     with llm_engine.load(path, max_batch=3) as engine:
-        prompts = [_prompt(7, seed=s) for s in range(3)]
+        prompts = [random_prompt(7, seed=s) for s in range(3)]
         singles = [llm_engine.generate(engine, p, max_tokens=10, ignore_eos=True).tokens for p in prompts]
         results = llm_engine.batch_generate(engine, prompts, max_tokens=10, ignore_eos=True)
         assert [r.tokens for r in results] == singles

@@ -7,13 +7,11 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from mlx_lm.generate import generate_step
-from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.utils import load as mlx_lm_load
 
 import llm_engine
-from llm_engine.device import cast_model
 
-from tinymoe import ARCHS, VOCAB
+from engine_testing import greedy_with_logits, random_prompt, resident_reference
+from tinymoe import ARCHS
 
 PROMPT_LENGTHS = (1, 17, 300)
 NEW_TOKENS = 64
@@ -27,47 +25,18 @@ def _cache_sizes(path) -> dict:
     return {"off": 0.0, "small": SMALL_CACHE_SLOTS * per_expert / 2**30, "large": 1.0}
 
 
-def _prompt(length: int, seed: int) -> list[int]:
-    return np.random.default_rng(seed).integers(1, VOCAB, size=length).tolist()
-
-
-def _greedy_with_logits(model, prompt: list[int], n: int):
-    """Whole prompt in one forward pass, then n greedy steps; returns tokens and logits."""
-    cache = make_prompt_cache(model)
-    logits = model(mx.array(prompt)[None], cache=cache)[:, -1, :]
-    tokens, all_logits = [], []
-    for _ in range(n):
-        mx.eval(logits)
-        all_logits.append(np.array(logits[0].astype(mx.float32)))  # bf16 on a GPU
-        tokens.append(int(mx.argmax(logits[0]).item()))
-        logits = model(mx.array([[tokens[-1]]]), cache=cache)[:, -1, :]
-    return tokens, np.stack(all_logits)
-
-
-_references: dict = {}
-
-
-def _reference(checkpoints, arch: str):
-    if arch not in _references:
-        model, _ = mlx_lm_load(str(checkpoints.mlx(arch)))
-        cast_model(model)
-        mx.eval(model.parameters())
-        _references[arch] = model
-    return _references[arch]
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_logits_and_tokens_match_resident_mlx_lm(checkpoints, arch):
-    reference = _reference(checkpoints, arch)
+    reference = resident_reference(checkpoints, arch)
     path = checkpoints.streamed(arch)
     sizes = _cache_sizes(path)
     engines = {name: llm_engine.load(path, expert_cache_gb=gb) for name, gb in sizes.items()}
     try:
         for length in PROMPT_LENGTHS:
-            prompt = _prompt(length, seed=length)
-            want_tokens, want_logits = _greedy_with_logits(reference, prompt, NEW_TOKENS)
+            prompt = random_prompt(length, seed=length)
+            want_tokens, want_logits = greedy_with_logits(reference, prompt, NEW_TOKENS)
             for name, engine in engines.items():
-                got_tokens, got_logits = _greedy_with_logits(engine.model, prompt, NEW_TOKENS)
+                got_tokens, got_logits = greedy_with_logits(engine.model, prompt, NEW_TOKENS)
                 assert got_tokens == want_tokens, (arch, length, name)
                 np.testing.assert_allclose(
                     got_logits, want_logits, rtol=0, atol=1e-4, err_msg=f"{arch} prompt={length} cache={name}"
@@ -85,8 +54,8 @@ def test_logits_and_tokens_match_resident_mlx_lm(checkpoints, arch):
 
 @pytest.mark.parametrize("arch", ARCHS)
 def test_generate_api_matches_mlx_lm_generate_step(checkpoints, arch):
-    reference = _reference(checkpoints, arch)
-    prompt = _prompt(17, seed=5)
+    reference = resident_reference(checkpoints, arch)
+    prompt = random_prompt(17, seed=5)
     want = [t for t, _ in generate_step(mx.array(prompt), reference, max_tokens=NEW_TOKENS)]
     path = checkpoints.streamed(arch)
     with llm_engine.load(path, expert_cache_gb=_cache_sizes(path)["small"]) as engine:
