@@ -7,10 +7,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
-import tempfile
 from pathlib import Path
+
+from .config import write_atomic
 
 FILE_NAME = "admin-password"
 MIN_LENGTH = 8
@@ -81,17 +81,7 @@ def set_password(data_root: Path, password: str) -> Path:
     """Store the hash of ``password`` (checked first) in a 0600 file, replacing any earlier one at once."""
     validate(password)
     target = path_in(data_root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{FILE_NAME}.", dir=target.parent)  # mkstemp makes it 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(hash_password(password) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(target, hash_password(password) + "\n", mode=0o600)
     return target
 
 

@@ -17,10 +17,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import secrets
 import sqlite3
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,6 +26,7 @@ from pathlib import Path
 
 from content import db
 
+from .config import write_atomic
 from .datadir import DataDir
 
 FILE_NAME = "model-api-tokens.sha256"
@@ -153,14 +152,4 @@ def _write_file(data: DataDir, digests: list[str]) -> None:
     path = data.root / FILE_NAME
     text = "# SHA-256 digests of the model API's tokens; written by `almanac model tokens`, do not edit\n"
     text += "".join(d + "\n" for d in digests)
-    fd, tmp = tempfile.mkstemp(dir=data.root, prefix=f".{FILE_NAME}.")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text, mode=0o600)

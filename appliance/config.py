@@ -237,7 +237,10 @@ def set_value(path: Path, dotted: str, value: Any) -> Config:
     return load_config(path, env={})
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace ``path`` with ``text`` in one step (a reader sees the old file or the new one), synced to disk.
+    ``mode``: the new file's permissions; by default an existing file's, else 0644. A secret passes 0o600:
+    the file is never readable by others, not even for a moment (mkstemp makes it 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -245,10 +248,9 @@ def write_atomic(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        else:
-            os.chmod(tmp, 0o644)
+        if mode is None:
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
