@@ -218,19 +218,24 @@ class Worker:
             if ticket is not None:
                 ticket.put(Failed(503, "the server is shutting down"))
 
-    def _serve(self, engine, ticket: Ticket) -> None:
-        t_start = time.perf_counter()
-        queue_s = t_start - ticket.submitted
+    def _take(self, engine, ticket: Ticket, queue_s: float) -> list[int] | None:
+        """A queued request's prompt tokens; None once it is answered already (cancelled while it waited, or a
+        prompt that cannot run)."""
         if ticket.cancelled:
             self.counters.cancelled += 1
             ticket.put(Done("cancelled", 0, 0, [], queue_s, 0.0, 0.0, queue_s))
-            return
-        job = ticket.job
+            return None
         try:
-            tokens = self._prompt_tokens(engine, job)
+            return self._prompt_tokens(engine, ticket.job)
         except (EngineError, ValueError) as e:
             self.counters.failed += 1
             ticket.put(Failed(400, str(e)))
+            return None
+
+    def _serve(self, engine, ticket: Ticket) -> None:
+        queue_s = time.perf_counter() - ticket.submitted
+        tokens = self._take(engine, ticket, queue_s)
+        if tokens is None:
             return
         ticket.put(Started(len(tokens)))
         try:
@@ -300,13 +305,11 @@ class Worker:
     def _admit(self, engine, batch: BatchGenerator, ticket: Ticket, live: dict) -> None:
         """Tokenize a queued request and insert it into the batch (or answer it at once)."""
         queue_s = time.perf_counter() - ticket.submitted
-        if ticket.cancelled:
-            self.counters.cancelled += 1
-            ticket.put(Done("cancelled", 0, 0, [], queue_s, 0.0, 0.0, queue_s))
+        tokens = self._take(engine, ticket, queue_s)
+        if tokens is None:
             return
         job = ticket.job
         try:
-            tokens = self._prompt_tokens(engine, job)
             if job.seed is not None:
                 import mlx.core as mx
 
