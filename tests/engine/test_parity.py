@@ -9,6 +9,7 @@ import pytest
 from mlx_lm.generate import generate_step
 
 import llm_engine
+from llm_engine.device import on_cpu
 
 from engine_testing import greedy_with_logits, random_prompt, resident_reference
 from tinymoe import ARCHS
@@ -31,10 +32,17 @@ def test_logits_and_tokens_match_resident_mlx_lm(checkpoints, arch):
     path = checkpoints.streamed(arch)
     sizes = _cache_sizes(path)
     engines = {name: llm_engine.load(path, expert_cache_gb=gb) for name, gb in sizes.items()}
+    unchecked = []
     try:
         for length in PROMPT_LENGTHS:
             prompt = random_prompt(length, seed=length)
             want_tokens, want_logits = greedy_with_logits(reference, prompt, NEW_TOKENS)
+            if not np.isfinite(want_logits).all():
+                # Seen on CUDA (MLX 0.32.4, H200): resident mlx-lm's own bf16 prefill of these tiny random
+                # models gives NaN logits, and two identical runs disagree, so it is no reference there.
+                assert not on_cpu(), f"resident mlx-lm gives non-finite logits ({arch}, prompt {length})"
+                unchecked.append(length)
+                continue
             for name, engine in engines.items():
                 got_tokens, got_logits = greedy_with_logits(engine.model, prompt, NEW_TOKENS)
                 assert got_tokens == want_tokens, (arch, length, name)
@@ -50,6 +58,8 @@ def test_logits_and_tokens_match_resident_mlx_lm(checkpoints, arch):
     finally:
         for e in engines.values():
             e.close()
+    if unchecked:
+        pytest.skip(f"resident mlx-lm's logits are not finite on this device ({arch}, prompts of {unchecked} tokens)")
 
 
 @pytest.mark.parametrize("arch", ARCHS)
