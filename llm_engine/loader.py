@@ -174,15 +174,22 @@ def _materialize(model: nn.Module) -> None:
 
 
 def _attach_banks(
-    model: nn.Module, paths: list[str], stores: list[LayerStore], default_top_k: int, max_batch: int = 1
+    model: nn.Module,
+    paths: list[str],
+    stores: list[LayerStore],
+    default_top_k: int,
+    max_batch: int = 1,
+    prefetch: bool = False,
 ) -> None:
     """Give every layer a bank: its own cache slots, or one bank shared by same-shaped layers.
 
     A shared bank holds max_batch sequences' top-k experts, so a batched decode step reads and
-    computes each layer's union in one group. Where a call must run as one switch call (GPUs,
-    see device.py), the shared bank holds a whole layer's experts, so a prefill chunk routed to
-    all of them still runs in one call, and layers with cache slots use it for the calls their
-    own bank cannot hold.
+    computes each layer's union in one group. With prefetch, layers without a cache take turns
+    between two shared banks, so the next layer's experts can be read into one while this layer
+    computes from the other. Where a call must run as one switch call (GPUs, see device.py),
+    the shared bank holds a whole layer's experts, so a prefill chunk routed to all of them
+    still runs in one call, and layers with cache slots use it for the calls their own bank
+    cannot hold.
     """
     one_call = not read_path().staged
     sizes = [
@@ -198,21 +205,57 @@ def _attach_banks(
             key = bank_signature(store.spec)
             wanted = store.spec.num_experts if one_call else size
             shared_size[key] = max(wanted, shared_size.get(key, 0))
-    shared = {}
+    shared: dict[tuple, list[Bank]] = {}
+    turns: dict[tuple, int] = {}
 
-    def shared_bank(store: LayerStore) -> Bank:
+    def shared_bank(store: LayerStore, turn: int = 0) -> Bank:
         key = bank_signature(store.spec)
-        if key not in shared:
-            shared[key] = alloc_bank(store.spec, shared_size[key])
-        return shared[key]
+        banks = shared.setdefault(key, [])
+        while len(banks) <= turn:
+            banks.append(alloc_bank(store.spec, shared_size[key]))
+        return banks[turn]
 
     for store, size in zip(stores, sizes):
         if not store.cache_slots:
-            store.attach(shared_bank(store), retain=False)
+            key = bank_signature(store.spec)
+            turn = turns[key] = (turns.get(key, -1) + 1) % (2 if prefetch else 1)
+            store.attach(shared_bank(store, turn), retain=False)
         elif one_call and size < store.spec.num_experts:
             store.attach(alloc_bank(store.spec, size), retain=True, scratch=shared_bank(store))
         else:
             store.attach(alloc_bank(store.spec, size), retain=True)
+
+
+def router_guess(model: nn.Module, path: str, k: int):
+    """A function guessing the experts of the switch layer at `path` from another layer's input:
+    the layer's own router applied to it (mlx-lm keeps it beside the switch layer as `gate`, or
+    `router`), or None when there is none to find."""
+    parent = get_module(model, path.rpartition(".")[0])
+    gate = getattr(parent, "gate", None) or getattr(parent, "router", None)
+    if not callable(gate):
+        return None
+
+    def guess(x: mx.array) -> mx.array:
+        out = gate(x)
+        if isinstance(out, tuple):  # a router that picks its experts itself (DeepSeek's MoEGate)
+            return out[0]
+        return mx.argpartition(out, kth=-k, axis=-1)[..., -k:]
+
+    return guess
+
+
+def _link_prefetch(model: nn.Module, paths: list[str], default_top_k: int) -> None:
+    """Each MoE layer guesses the next one's experts and reads them ahead (never into a bank the
+    guessing layer computes from)."""
+    switches = [get_module(model, p) for p in paths]
+    for here, path, there in zip(switches, paths[1:], switches[1:]):
+        mine = {id(here.store.bank)} | ({id(here.store._scratch[0])} if here.store._scratch else set())
+        if id(there.store.bank) in mine:
+            continue
+        guess = router_guess(model, path, top_k_of(model, path, default_top_k))
+        if guess is not None:
+            object.__setattr__(here, "next_store", there.store)
+            object.__setattr__(here, "guess_next", guess)
 
 
 def load(
@@ -227,6 +270,7 @@ def load(
     max_batch: int = 1,
     memory_gb: float | str | None = None,
     context_tokens: int = 4096,
+    prefetch: bool | None = None,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -248,6 +292,11 @@ def load(
       the resident weights, the bank and the working memory for context_tokens tokens per
       sequence (memory.plan_memory); generation then refuses a prompt plus max_tokens longer
       than context_tokens. Not combined with expert_cache_gb.
+    prefetch: each MoE layer applies the next layer's router to its own input and reads the
+      experts it picks while it computes; the next layer still routes for itself and reads what
+      the guess missed, so the output never changes. Costs a second streaming bank without an
+      expert cache. None: on where calls are computed stage by stage (the CPU), off on GPUs
+      (not yet measured there).
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -267,6 +316,8 @@ def load(
         raise EngineError("context_tokens must be >= 1")
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
+    if prefetch is None:
+        prefetch = read_path().staged
     manifest = mf.read_manifest(path)
     config = _read_config(path)
     if config.get("model_type") != manifest.model_type:
@@ -291,6 +342,7 @@ def load(
             max_batch=max_batch,
             context_tokens=context_tokens,
             prompt_cache_bytes=int(prompt_cache_gb * (1 << 30)) if prompt_cache_entries else 0,
+            prefetch=prefetch,
         )
     model = build_model(config)
     switches = switch_modules(model)  # none for a dense model: every weight resident
@@ -352,7 +404,10 @@ def load(
             if not paths:
                 raise EngineError("--experts-per-token: this model has no experts (a dense model)")
             set_experts_per_token(model, paths, experts_per_token)
-        _attach_banks(model, paths, stores, int(config.get("num_experts_per_tok", 8)), max_batch)
+        default_k = int(config.get("num_experts_per_tok", 8))
+        _attach_banks(model, paths, stores, default_k, max_batch, prefetch)
+        if prefetch:
+            _link_prefetch(model, paths, default_k)
         if plan is not None:
             # Freed MLX buffers are kept for reuse up to this much, not up to the device's memory.
             mx.set_cache_limit(plan.working)

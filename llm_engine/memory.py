@@ -5,7 +5,8 @@
 The budget is the whole process's memory (its peak RSS): the interpreter and libraries already
 loaded (`baseline`, measured), the resident (non-expert) weights in the device's compute dtype
 (from the safetensors headers: on the CPU every bf16/fp16 tensor is widened to fp32), the
-streaming bank (top-k experts times the batch, one shared by same-shaped layers), a working
+streaming bank (top-k experts times the batch, one shared by same-shaped layers, two with
+prefetch), a working
 allowance (the KV cache of `context_tokens` per sequence, one prefill chunk's attention scores
 and activations, the read buffers) and the prompt cache. What remains becomes expert-cache slots,
 the same number in every MoE layer; fewer than top-k slots per layer are not worth keeping, so
@@ -152,6 +153,7 @@ def plan_memory(
     max_batch: int = 1,
     context_tokens: int = 4096,
     prompt_cache_bytes: int = 0,
+    prefetch: bool = False,
 ) -> MemoryPlan:
     """How a budget of memory_bytes splits; raises EngineError if the fixed part does not fit."""
     from .device import read_path
@@ -164,11 +166,13 @@ def plan_memory(
     top_k = _top_k(config)
     per_layer = [sum(t.bank_nbytes for t in bank_layout(layer)) for layer in manifest.layers]
     per_expert = sum(per_layer)
-    shared = {}
+    shared, sharing = {}, {}
     for layer, nbytes in zip(manifest.layers, per_layer):
         wanted = layer.num_experts if one_call else min(layer.num_experts, top_k * max_batch)
         shared[nbytes] = max(shared.get(nbytes, 0), wanted * nbytes)  # one bank per expert shape
-    bank = sum(shared.values())
+        sharing[nbytes] = sharing.get(nbytes, 0) + 1
+    # With prefetch, layers without a cache take turns between two shared banks (loader._attach_banks).
+    bank = sum(size * (2 if prefetch and sharing[n] > 1 else 1) for n, size in shared.items())
     widest = max((layer.blob_size for layer in manifest.layers), default=0)
     moe_width = max((t.shape[0] for layer in manifest.layers for t in layer.tensors), default=0)
     working = working_bytes(config, context_tokens, max_batch, top_k, moe_width)

@@ -20,6 +20,10 @@ class SlotPolicy:
     only cache). With it on, slots keep their expert across calls; a victim is the slot
     whose expert has the lowest use count divided by its age in calls, so experts that are
     both frequent and recent stay.
+
+    `place` puts a guess of the next call's experts into slots ahead of it (next-layer
+    prefetch, a saved hot list): it counts no use. A bank that keeps nothing between calls
+    keeps what was placed until its next call, which finds those experts in their slots.
     """
 
     def __init__(self, num_experts: int, capacity: int, retain: bool):
@@ -40,7 +44,34 @@ class SlotPolicy:
         self.uses[experts] += 1
         self.last[experts] = self.tick
         if not self.retain:
-            return Plan(np.arange(n, dtype=np.int64), np.arange(n, dtype=np.int64))
+            # Only experts placed ahead of this call hold slots; the rest take the free ones.
+            slots = self.slot_of[experts].copy()
+            self.forget()
+            misses = np.flatnonzero(slots < 0)
+            if len(misses):
+                slots[misses] = np.setdiff1d(np.arange(self.capacity), slots[slots >= 0])[: len(misses)]
+            return Plan(slots, misses)
+        return self._assign(experts)
+
+    def place(self, experts: np.ndarray) -> Plan:
+        """Slots for a guess of the next call's experts (unique ids, len <= capacity), counting no use;
+        `misses` are those not in the bank already."""
+        if len(experts) > self.capacity:
+            raise ValueError(f"{len(experts)} experts placed but the bank has {self.capacity} slots")
+        if not self.retain:
+            self.forget()
+            slots = np.arange(len(experts), dtype=np.int64)
+            self.slot_of[experts] = slots
+            self.expert_in[: len(experts)] = experts
+            return Plan(slots, slots.copy())
+        return self._assign(experts)
+
+    def forget(self) -> None:
+        """Nothing is in the bank any more (another layer sharing it wrote into it)."""
+        self.slot_of[self.expert_in[self.expert_in >= 0]] = -1
+        self.expert_in[:] = -1
+
+    def _assign(self, experts: np.ndarray) -> Plan:
         slots = self.slot_of[experts].copy()
         misses = np.flatnonzero(slots < 0)
         if len(misses):

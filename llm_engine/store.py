@@ -62,6 +62,9 @@ class IOStats:
     io_wait_seconds: float = 0.0
     calls: int = 0
     split_calls: int = 0  # calls whose experts did not fit one bank: computed group by group
+    # Next-layer prefetch: experts read ahead of their call on a guess, and how many of them it used.
+    prefetch_reads: int = 0
+    prefetch_used: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def as_dict(self) -> dict:
@@ -76,10 +79,13 @@ class IOStats:
             "io_wait_seconds": self.io_wait_seconds,
             "moe_calls": self.calls,
             "moe_split_calls": self.split_calls,
+            "prefetch_reads": self.prefetch_reads,
+            "prefetch_used": self.prefetch_used,
         }
 
     def reset(self) -> None:
         self.bytes_read = self.expert_reads = self.cache_hits = self.cache_misses = self.calls = self.split_calls = 0
+        self.prefetch_reads = self.prefetch_used = 0
         self.io_seconds = self.io_wait_seconds = 0.0
 
 
@@ -100,6 +106,9 @@ class Bank:
     params: dict  # tensor name -> mx.array (size, *shape), what the switch layer computes with
     rows: list  # per tensor: writable uint8 numpy view (size, bank_nbytes)
     keep: list  # the arrays that own the buffers the views point into
+    # Counts the calls that wrote into the bank: experts placed ahead for one layer are still there
+    # at its call only if no other layer sharing the bank ran in between.
+    epoch: int = 0
 
 
 def _widen(src: np.ndarray, stored: str, dst: np.ndarray) -> None:
@@ -202,6 +211,7 @@ class LayerStore:
         self.bank = bank
         self.policy = SlotPolicy(self.spec.num_experts, bank.size, retain=retain)
         self._own = (self.bank, self.policy)
+        self._ahead = None  # (bank epoch, experts, Futures) of reads started ahead of the next call
         self._scratch = None
         if scratch is not None and scratch.size > bank.size:
             self._scratch = (scratch, SlotPolicy(self.spec.num_experts, scratch.size, retain=False))
@@ -215,7 +225,7 @@ class LayerStore:
             os.close(self.fd)
             self.fd = -1
 
-    def _read(self, expert: int, slot: int, only_cached: bool = False) -> int | None:
+    def _read(self, expert: int, slot: int, bank: Bank, only_cached: bool = False) -> int | None:
         """Read one expert into a bank slot; returns the bytes read.
 
         only_cached: read only if the whole blob is in the OS page cache (RWF_NOWAIT), else
@@ -242,7 +252,7 @@ class LayerStore:
         else:
             staging = None
             iov, staged = [], []
-            for t, rows in zip(self.tensors, self.bank.rows):
+            for t, rows in zip(self.tensors, bank.rows):
                 if t.direct:
                     iov.append(rows[slot])
                 else:
@@ -261,7 +271,7 @@ class LayerStore:
                 raise CheckpointError(f"{self.path}: expert {expert} is corrupt (checksum mismatch at byte {offset})")
             self.verified[expert] = True
         if staging is not None:
-            for t, rows in zip(self.tensors, self.bank.rows):
+            for t, rows in zip(self.tensors, bank.rows):
                 src = staging[t.spec.offset : t.spec.offset + t.spec.nbytes]
                 if self.read_path.copy_in:
                     copy_into(rows[slot], src)
@@ -275,7 +285,7 @@ class LayerStore:
             os.posix_fadvise(self.fd, offset, self.spec.stride, os.POSIX_FADV_DONTNEED)
         return n
 
-    def _sequence(self, jobs: list[tuple[int, int]], done: list[Future]) -> None:
+    def _sequence(self, jobs: list[tuple[int, int]], done: list[Future], bank: Bank) -> None:
         """Read `jobs` in order (on the ordering thread), each completing its Future.
 
         Experts already in the page cache are copied right here, one after another, so the
@@ -287,19 +297,19 @@ class LayerStore:
             n = None
             if NOWAIT is not None and not self.drop_page_cache and self.read_path.inline_cached:
                 try:
-                    n = self._read(expert, slot, only_cached=True)
+                    n = self._read(expert, slot, bank, only_cached=True)
                 except BaseException as e:  # a corrupt blob: report it on this expert
                     fut.set_exception(e)
                     continue
             if n is not None:
                 fut.set_result((n, time.perf_counter()))
             else:
-                self.pool.submit(self._read_timed, expert, slot).add_done_callback(
+                self.pool.submit(self._read_timed, expert, slot, bank).add_done_callback(
                     lambda src, dst=fut: _forward(src, dst)
                 )
 
-    def _read_timed(self, expert: int, slot: int) -> tuple[int, float]:
-        return self._read(expert, slot), time.perf_counter()
+    def _read_timed(self, expert: int, slot: int, bank: Bank) -> tuple[int, float]:
+        return self._read(expert, slot, bank), time.perf_counter()
 
     def plan_call(self, experts: np.ndarray) -> list[np.ndarray]:
         """Split one switch call's experts (sorted unique ids) into groups that fit the bank.
@@ -318,9 +328,50 @@ class LayerStore:
             return [experts]
         with self.stats.lock:
             self.stats.split_calls += 1
-        kept = self.policy.slot_of[experts] >= 0 if self.policy.retain else np.zeros(len(experts), bool)
+        self._settle_ahead()
+        kept = self.policy.slot_of[experts] >= 0  # cached, or read ahead of this call
         ordered = np.concatenate([experts[kept], experts[~kept]])
         return [np.sort(ordered[i : i + self.capacity]) for i in range(0, len(ordered), self.capacity)]
+
+    @property
+    def prefetch_capacity(self) -> int:
+        """How many experts a guess may read ahead: this layer's own bank."""
+        return self._own[0].size
+
+    def prefetch(self, experts: np.ndarray) -> int:
+        """Start reading a guess of this layer's next call (unique ids, at most prefetch_capacity)
+        into its own bank; returns the reads started. The call still routes for itself: it uses
+        what was read ahead where the guess was right and reads the rest (tokens never change)."""
+        if self._ahead is not None:
+            return 0
+        bank, policy = self._own
+        plan = policy.place(experts)
+        bank.epoch += 1  # what other layers placed in a shared bank is overwritten now
+        jobs = [(int(experts[i]), int(plan.slots[i])) for i in plan.misses]
+        done = [Future() for _ in jobs]
+        if jobs:
+            self.sequencer.submit(self._sequence, jobs, done, bank)
+        self._ahead = (bank.epoch, experts[plan.misses], done)  # the experts read, not those already in
+        with self.stats.lock:
+            self.stats.prefetch_reads += len(jobs)
+        return len(jobs)
+
+    def _settle_ahead(self) -> None:
+        """Wait for the reads started ahead of this call; forget them if another layer has used the
+        bank since (a shared bank), so only bytes still in their slots count as present."""
+        if self._ahead is None:
+            return
+        epoch, experts, done = self._ahead
+        if done:
+            read = sum(f.result()[0] for f in done)  # a corrupt expert raises here, as in the call
+            with self.stats.lock:
+                self.stats.bytes_read += read
+                self.stats.expert_reads += len(done)
+            self._ahead = (epoch, experts, [])
+        bank, policy = self._own
+        if bank.epoch != epoch:
+            policy.forget()
+            self._ahead = None
 
     def stream(self, experts: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Bring `experts` (unique ids, at most `capacity`) into the bank, stage by stage.
@@ -332,7 +383,14 @@ class LayerStore:
         double in size, so compute starts early and the stage count stays logarithmic. Where
         the device's read path is not staged (GPUs), there is one stage: the whole call.
         """
+        self._settle_ahead()
+        ahead_used = 0
+        if self._ahead is not None:
+            if self.bank is self._own[0]:
+                ahead_used = int(np.isin(experts, self._ahead[1]).sum())
+            self._ahead = None
         plan = self.policy.plan(experts)
+        self.bank.epoch += 1
         lut = np.zeros(self.spec.num_experts, dtype=np.uint32)
         lut[experts] = plan.slots
         hits = np.setdiff1d(np.arange(len(experts)), plan.misses)
@@ -349,11 +407,14 @@ class LayerStore:
         if jobs:
             # The first read on this thread, before the ordering thread starts: no thread
             # hand-off (nor contention for the GIL) while MLX has nothing to compute.
-            self._sequence(jobs[:1], done[:1])
+            self._sequence(jobs[:1], done[:1], self.bank)
         if len(jobs) > 1:
-            self.sequencer.submit(self._sequence, jobs[1:], done[1:])
+            self.sequencer.submit(self._sequence, jobs[1:], done[1:], self.bank)
         with self.stats.lock:
-            self.stats.cache_hits += len(hits)
+            # Experts read ahead on a guess are not cache hits (prefetch_used counts them), whether
+            # or not the bank would also have kept them.
+            self.stats.cache_hits += len(hits) - min(ahead_used, len(hits))
+            self.stats.prefetch_used += min(ahead_used, len(hits))
             self.stats.cache_misses += len(jobs)
         try:
             if not bounds:

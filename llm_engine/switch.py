@@ -32,6 +32,10 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_bound", None)
+        # Next-layer prefetch (loader.link_prefetch): the next MoE layer's store and a function
+        # guessing its experts from this layer's input (its router applied early).
+        object.__setattr__(self, "next_store", None)
+        object.__setattr__(self, "guess_next", None)
 
     @property
     def store(self) -> LayerStore:
@@ -44,8 +48,10 @@ class StreamingSwitch(nn.Module):
             object.__setattr__(self, "_bound", params)
 
     def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
-        # Routing must be known before the read; this is the one sync point per layer.
-        mx.eval(indices)
+        # Routing must be known before the read; this is the one sync point per layer. The guess
+        # of the next layer's experts is evaluated with it.
+        guess = self.guess_next(x) if self.guess_next is not None else None
+        mx.eval(indices) if guess is None else mx.eval(indices, guess)
         idx = np.asarray(indices)
         flat = idx.reshape(-1)
         k = idx.shape[-1]
@@ -57,6 +63,9 @@ class StreamingSwitch(nn.Module):
         for g, group in enumerate(groups):
             pending = []
             for ready, lut in self._store.stream(group):
+                if guess is not None:  # this call's reads are queued: the next layer's come after them
+                    self._prefetch_next(np.asarray(guess))
+                    guess = None
                 if len(ready) == len(experts):
                     # Every expert of the call at once (all were cached): run it in one go.
                     out = self._inner(x, mx.array(lut[idx], dtype=indices.dtype))
@@ -82,3 +91,12 @@ class StreamingSwitch(nn.Module):
             # cost in prefill time; ~10 MB off the high-water mark on the bench model).
             mx.clear_cache()
         return out
+
+    def _prefetch_next(self, guess: np.ndarray) -> None:
+        """Read the next layer's guessed experts while this one computes: the most often guessed
+        first, as many as its bank holds (a prefill call computes those first)."""
+        experts, counts = np.unique(guess.reshape(-1), return_counts=True)
+        room = self.next_store.prefetch_capacity
+        if len(experts) > room:
+            experts = np.sort(experts[np.argsort(-counts, kind="stable")[:room]])
+        self.next_store.prefetch(experts)

@@ -51,7 +51,8 @@ def test_cache_reduces_reads_and_reports_hit_rate(checkpoints):
     path = checkpoints.streamed("qwen3_moe")
     results = {}
     for gb in (0.0, 1.0):
-        with llm_engine.load(path, expert_cache_gb=gb) as engine:
+        # Without prefetch, whose wrong guesses are reads too (tests/engine/test_prefetch.py).
+        with llm_engine.load(path, expert_cache_gb=gb, prefetch=False) as engine:
             results[gb] = llm_engine.generate(engine, "The quick brown fox", max_tokens=24, ignore_eos=True)
     off, on = results[0.0], results[1.0]
     assert on.tokens == off.tokens
@@ -77,9 +78,10 @@ def test_experts_per_token_override_reads_fewer_experts(checkpoints):
 
 
 def test_without_cache_layers_share_one_bank_of_top_k_experts(checkpoints):
-    """Streaming memory is one layer's top-k experts, whatever the layer count or prompt."""
+    """Streaming memory is one layer's top-k experts, whatever the layer count or prompt (two with prefetch,
+    tests/engine/test_prefetch.py)."""
     layers, top_k, num_experts = 2, 4, 16
-    with llm_engine.load(checkpoints.streamed("qwen3_moe")) as engine:
+    with llm_engine.load(checkpoints.streamed("qwen3_moe"), prefetch=False) as engine:
         per_expert = engine.stores[0].bank_bytes_per_expert
         result = llm_engine.generate(engine, list(range(1, 301)), max_tokens=3, ignore_eos=True)
         assert len({id(s.bank) for s in engine.stores}) == 1
