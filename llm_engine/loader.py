@@ -14,6 +14,7 @@ from mlx.utils import tree_flatten
 from . import manifest as mf
 from .device import cast_model, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
+from .hot_list import Keeper
 from .memory import budget_bytes, parse_memory_gb, plan_memory, process_rss
 from .architectures import TOP_K_ATTRIBUTES, build_model, get_module, set_module, switch_modules
 from .store import Bank, IOStats, LayerStore, alloc_bank, bank_signature
@@ -44,8 +45,16 @@ class Engine:
     prompt_cache: object | None = None
     _pools: tuple = field(repr=False, default=())
     trained_experts_per_token: int = 0  # what the model routes to without an override; 0: dense
+    hot_list: object | None = None  # hot_list.Keeper when load() was given a hot list file
+
+    def save_hot_list(self, force: bool = False) -> None:
+        """Write the hot list (at most once a minute unless forced); a no-op without one."""
+        if self.hot_list is not None:
+            self.hot_list.save(force)
 
     def close(self) -> None:
+        self.save_hot_list(force=True)
+        self.hot_list = None
         for pool in self._pools:
             pool.shutdown(wait=True)
         for s in self.stores:
@@ -271,6 +280,7 @@ def load(
     memory_gb: float | str | None = None,
     context_tokens: int = 4096,
     prefetch: bool | None = None,
+    hot_list: str | os.PathLike | None = None,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -297,6 +307,10 @@ def load(
       the guess missed, so the output never changes. Costs a second streaming bank without an
       expert cache. None: on where calls are computed stage by stage (the CPU), off on GPUs
       (not yet measured there).
+    hot_list: a file (hot_list.py) counting how often each expert was routed to. With an expert
+      cache, its hottest experts are read into the cache in the background as loading ends, and
+      this run's counts are added to it at close (and by save_hot_list); without one, or with
+      None, no file is read or written.
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -411,6 +425,8 @@ def load(
         if plan is not None:
             # Freed MLX buffers are kept for reuse up to this much, not up to the device's memory.
             mx.set_cache_limit(plan.working)
+        # Without an expert cache nothing is kept between calls: no hot list to warm or to keep.
+        keeper = Keeper(hot_list, stores) if hot_list is not None and slots else None
     except BaseException:
         for s in stores:
             s.close()
@@ -437,4 +453,5 @@ def load(
         prompt_cache,
         (sequencer, pool),
         trained_experts_per_token=trained_k,
+        hot_list=keeper,
     )

@@ -83,6 +83,25 @@ def _expert_cache_option(command):
     )(command)
 
 
+def _hot_list_options(command):
+    """--hot-list FILE / --no-hot-list, as `model run` and `model serve` take them."""
+    command = click.option(
+        "--no-hot-list", is_flag=True, help="Neither read nor write a hot list (the cache starts cold)."
+    )(command)
+    return click.option(
+        "--hot-list",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="With an expert cache: where the counts of the experts this model routes to are kept between runs, "
+        "so the next run reads its hottest experts into the cache in the background at start. "
+        "Default: DIR/hot-experts.json.",
+    )(command)
+
+
+def _hot_list(directory: str, hot_list: str | None, no_hot_list: bool) -> str | None:
+    return None if no_hot_list else hot_list or os.path.join(directory, "hot-experts.json")
+
+
 def _memory_options(command):
     """--memory-gb and --context-tokens, as `model run` and `model serve` take them."""
     command = click.option(
@@ -118,8 +137,20 @@ def _memory_options(command):
     "number. Off by default; changes the model's answers, by how much is measured and printed first.",
 )
 @_memory_options
+@_hot_list_options
 def run_cmd(
-    directory, prompt, max_tokens, temp, seed, as_json, expert_cache_gb, experts_per_token, memory_gb, context_tokens
+    directory,
+    prompt,
+    max_tokens,
+    temp,
+    seed,
+    as_json,
+    expert_cache_gb,
+    experts_per_token,
+    memory_gb,
+    context_tokens,
+    hot_list,
+    no_hot_list,
 ):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
@@ -130,6 +161,7 @@ def run_cmd(
             experts_per_token=experts_per_token,
             memory_gb=memory_gb,
             context_tokens=context_tokens,
+            hot_list=_hot_list(directory, hot_list, no_hot_list),
         ) as engine:
             change = None
             if experts_per_token is not None:
@@ -201,6 +233,7 @@ def run_cmd(
     "Default with a --host other than 127.0.0.1: the data dir's, from `almanac model tokens`.",
 )
 @_memory_options
+@_hot_list_options
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -220,6 +253,8 @@ def serve_cmd(
     memory_gb,
     context_tokens,
     max_batch,
+    hot_list,
+    no_hot_list,
 ):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs.
 
@@ -256,6 +291,7 @@ def serve_cmd(
             expert_cache_gb=expert_cache_gb,
             prompt_cache_entries=prompt_cache,
             max_batch=max_batch,
+            hot_list=_hot_list(directory, hot_list, no_hot_list),
             on_ready=ready,
             api_tokens=api_tokens,
             **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),

@@ -204,6 +204,7 @@ class Worker:
                     self._serve(engine, ticket)
                 finally:
                     self.busy = False
+                engine.save_hot_list()  # at most once a minute; and at close
         finally:
             engine.close()
             self._refuse_queued()
@@ -369,6 +370,7 @@ class Worker:
                 self._finish(live, uid, "cancelled", None)
             self.busy = bool(live)
             if not live:
+                engine.save_hot_list()  # idle: at most once a minute; and at close
                 continue
             try:
                 steps = batch.step()
