@@ -17,6 +17,9 @@ Append-only alone makes a follow-up pay only for its new tokens, but a follow-up
 as the first question still has as many new tokens; `assistant.follow_up_passages` bounds the new ones (the
 passages the conversation holds are named, not repeated).
 
+A follow-up is counted grounded when a passage it cites holds the words that answer it (ANSWERED_BY), so
+that fewer new passages cannot buy a sooner first word silently.
+
 The time to first token is measured by the client (model_client.chat_stream: from the request to the first
 piece of text), over each conversation's first turn and its follow-ups. Beside it, per turn, the prompt tokens
 the server computed (its usage: prompt_tokens less prompt_tokens_details.cached_tokens, the engine's
@@ -71,6 +74,16 @@ CONVERSATIONS = (
         "Under which licence is that map data?",
     ),
 )
+# What answers each follow-up, written by hand from the Handbook: a follow-up is grounded when one of the passages
+# it cites (held or new) holds one of these words. Fewer new passages must not lose these.
+ANSWERED_BY = {
+    "Can I remove it again later?": ("content remove",),
+    "Where does the box keep those files?": ("archives/",),
+    "What happens to a waiting answer when the box restarts?": ("started again from the beginning",),
+    "How do I make its answers less random?": ("temperature", "--temp"),
+    "Does the place search work without the accents?": ("Accents do not matter",),
+    "Under which licence is that map data?": ("ODbL",),
+}
 WARM_UP = [{"role": "user", "content": "Say hello."}]
 
 
@@ -138,6 +151,9 @@ def run(model_dir: Path, books, settings: Settings, args, log: Path) -> list[dic
                                 else prompt,
                                 "chars": sum(len(m["content"]) for m in messages),
                                 "new_chars": len(messages[-1]["content"]),
+                                "grounded": any(w in c["text"] for c in sources for w in ANSWERED_BY.get(question, ()))
+                                if i
+                                else None,
                             }
                         )
                         last = usage
@@ -174,9 +190,9 @@ def main() -> int:
     )
     print(
         "| prompt layout | first turn TTFT p50 | follow-up TTFT p50 | follow-up / first | prompt tokens first → 3rd"
-        " | computed tokens first / follow-up p50 (share) | follow-up's new tokens p50 |"
+        " | computed tokens first / follow-up p50 (share) | follow-up's new tokens p50 | follow-ups grounded |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for name in LAYOUTS:
         mine = [r for r in rows if r["layout"] == name]
@@ -197,10 +213,12 @@ def main() -> int:
             "computed_follow_up": comp,
             "computed_share": comp / comp1,
             "new_follow_up": new,
+            "grounded_follow_ups": [sum(bool(r["grounded"]) for r in follows), len(follows)],
         }
         print(
             f"| {name} | {first:.3f} s | {follow:.3f} s | {follow / first:.2f}x | {tok1:.0f} → {tok3:.0f}"
-            f" | {comp1:.0f} / {comp:.0f} ({comp / comp1:.2f}) | {f'{new:.0f}' if name == list(LAYOUTS)[0] else '—'} |"
+            f" | {comp1:.0f} / {comp:.0f} ({comp / comp1:.2f}) | {f'{new:.0f}' if name == list(LAYOUTS)[0] else '—'}"
+            f" | {summary[name]['grounded_follow_ups'][0]}/{len(follows)} |"
         )
     ours, peer = summary[list(LAYOUTS)[0]], summary[list(LAYOUTS)[1]]
     print(
