@@ -17,8 +17,16 @@ Append-only alone makes a follow-up pay only for its new tokens, but a follow-up
 as the first question still has as many new tokens; `assistant.follow_up_passages` bounds the new ones (the
 passages the conversation holds are named, not repeated).
 
+A follow-up is counted grounded when a passage it cites holds the words that answer it (ANSWERED_BY), so
+that fewer new passages cannot buy a sooner first word silently.
+
 The time to first token is measured by the client (model_client.chat_stream: from the request to the first
-piece of text), over each conversation's first turn and its follow-ups.
+piece of text), over each conversation's first turn and its follow-ups. Beside it, per turn, the prompt tokens
+the server computed (its usage: prompt_tokens less prompt_tokens_details.cached_tokens, the engine's
+prompt_tokens_reused) and, for a follow-up, the tokens it genuinely adds (its prompt less the last prompt and the
+last answer's tokens): the difference is the part of the earlier answer computed again because its text did not
+give back the tokens the model generated (the tiny model's random bytes never do; a real model's text mostly
+does).
 
     PYTHONPATH=. python bench/followup_ttft.py [--model-dir DIR] [--passages 8] [--rounds 2] [--json OUT]
 
@@ -66,6 +74,16 @@ CONVERSATIONS = (
         "Under which licence is that map data?",
     ),
 )
+# What answers each follow-up, written by hand from the Handbook: a follow-up is grounded when one of the passages
+# it cites (held or new) holds one of these words. Fewer new passages must not lose these.
+ANSWERED_BY = {
+    "Can I remove it again later?": ("content remove",),
+    "Where does the box keep those files?": ("archives/",),
+    "What happens to a waiting answer when the box restarts?": ("started again from the beginning",),
+    "How do I make its answers less random?": ("temperature", "--temp"),
+    "Does the place search work without the accents?": ("Accents do not matter",),
+    "Under which licence is that map data?": ("ODbL",),
+}
 WARM_UP = [{"role": "user", "content": "Say hello."}]
 
 
@@ -113,19 +131,32 @@ def run(model_dir: Path, books, settings: Settings, args, log: Path) -> list[dic
                         settings if layout is build_messages else dataclasses.replace(settings, follow_up_passages=20)
                     )
                     history: list[dict] = []
+                    last = None
                     for i, question in enumerate(turns):
                         sources, _ = find_sources(question, books, chosen, history)
                         messages = layout(question, sources, history)
                         ttft, answer, usage = ask(url, models[name], messages, args.max_tokens)
+                        prompt = usage["prompt_tokens"]
+                        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens", 0)
                         rows.append(
                             {
                                 "layout": name,
                                 "turn": i + 1,
                                 "ttft_s": ttft,
-                                "prompt_tokens": usage.get("prompt_tokens"),
+                                "prompt_tokens": prompt,
+                                "cached_tokens": cached,
+                                "computed_tokens": prompt - cached,
+                                "new_tokens": prompt - (last["prompt_tokens"] + last["completion_tokens"])
+                                if last
+                                else prompt,
                                 "chars": sum(len(m["content"]) for m in messages),
+                                "new_chars": len(messages[-1]["content"]),
+                                "grounded": any(w in c["text"] for c in sources for w in ANSWERED_BY.get(question, ()))
+                                if i
+                                else None,
                             }
                         )
+                        last = usage
                         history.append({"q": question, "a": answer, "passages": sources})
         return rows
     finally:
@@ -158,25 +189,49 @@ def main() -> int:
         f" {args.follow_up_passages} new on a follow-up, one server per layout, taking turns\n"
     )
     print(
-        "| prompt layout | first turn TTFT p50 | follow-up TTFT p50 | follow-up / first | prompt tokens first → 3rd |"
+        "| prompt layout | first turn TTFT p50 | follow-up TTFT p50 | follow-up / first | prompt tokens first → 3rd"
+        " | computed tokens first / follow-up p50 (share) | follow-up's new tokens p50 | follow-ups grounded |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     summary = {}
     for name in LAYOUTS:
         mine = [r for r in rows if r["layout"] == name]
-        first = statistics.median(r["ttft_s"] for r in mine if r["turn"] == 1)
-        follow = statistics.median(r["ttft_s"] for r in mine if r["turn"] > 1)
-        tok1 = statistics.median(r["prompt_tokens"] for r in mine if r["turn"] == 1)
+        firsts, follows = [r for r in mine if r["turn"] == 1], [r for r in mine if r["turn"] > 1]
+        first = statistics.median(r["ttft_s"] for r in firsts)
+        follow = statistics.median(r["ttft_s"] for r in follows)
+        tok1 = statistics.median(r["prompt_tokens"] for r in firsts)
         tok3 = statistics.median(r["prompt_tokens"] for r in mine if r["turn"] == 3)
-        summary[name] = {"first_s": first, "follow_up_s": follow, "ratio": follow / first, "tokens": [tok1, tok3]}
-        print(f"| {name} | {first:.3f} s | {follow:.3f} s | {follow / first:.2f}x | {tok1:.0f} → {tok3:.0f} |")
+        comp1 = statistics.median(r["computed_tokens"] for r in firsts)
+        comp = statistics.median(r["computed_tokens"] for r in follows)
+        new = statistics.median(r["new_tokens"] for r in follows)
+        summary[name] = {
+            "first_s": first,
+            "follow_up_s": follow,
+            "ratio": follow / first,
+            "tokens": [tok1, tok3],
+            "computed_first": comp1,
+            "computed_follow_up": comp,
+            "computed_share": comp / comp1,
+            "new_follow_up": new,
+            "grounded_follow_ups": [sum(bool(r["grounded"]) for r in follows), len(follows)],
+        }
+        print(
+            f"| {name} | {first:.3f} s | {follow:.3f} s | {follow / first:.2f}x | {tok1:.0f} → {tok3:.0f}"
+            f" | {comp1:.0f} / {comp:.0f} ({comp / comp1:.2f}) | {f'{new:.0f}' if name == list(LAYOUTS)[0] else '—'}"
+            f" | {summary[name]['grounded_follow_ups'][0]}/{len(follows)} |"
+        )
     ours, peer = summary[list(LAYOUTS)[0]], summary[list(LAYOUTS)[1]]
     print(
         f"\nappend-only vs the previous layout, follow-up TTFT: {ours['follow_up_s'] / peer['follow_up_s']:.2f}x;"
         f" target follow-up / first <= 0.25: {'met' if ours['ratio'] <= 0.25 else 'not met'}"
     )
+    load = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
+    print(f"load average at the end: {' '.join(load)}")
     if args.json:
-        args.json.write_text(json.dumps({"summary": summary, "rows": rows}, indent=2))
+        run_args = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+        args.json.write_text(
+            json.dumps({"args": run_args, "loadavg": load, "summary": summary, "rows": rows}, indent=2)
+        )
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import resource
 import sys
 import time
@@ -93,6 +94,28 @@ def _reused_cache(engine: Engine, prompt: list[int]) -> tuple[list, list[int]]:
     return make_prompt_cache(engine.model), prompt
 
 
+def _prefill_keeping_the_prompt(engine: Engine, cache: list, prompt: list[int], todo: list[int]) -> list[int]:
+    """Compute all of `todo` but its last token into `cache`, in generate_step's own chunks (so the result is
+    the same), and keep a copy there when the cache cannot be cut back; returns what generate_step has left.
+
+    A KV cache is trimmed to the part a new prompt shares with a cached prompt+answer, but a recurrent state, or
+    a sliding window that has slid, cannot be: without this copy a follow-up whose template writes the earlier
+    answer otherwise than its tokens (thinking dropped, other spacing) would reuse nothing."""
+    from mlx_lm.generate import generation_stream
+    from mlx_lm.models.cache import can_trim_prompt_cache
+
+    if engine.prompt_cache is None or len(todo) < 2:
+        return todo
+    with mx.stream(generation_stream):
+        for i in range(0, len(todo) - 1, PREFILL_STEP):
+            engine.model(mx.array(todo[i : min(i + PREFILL_STEP, len(todo) - 1)])[None], cache=cache)
+            mx.eval([c.state for c in cache])
+            mx.clear_cache()
+    if not can_trim_prompt_cache(cache):
+        engine.prompt_cache.insert_cache(_cache_key(engine), prompt[:-1], copy.deepcopy(cache))
+    return todo[-1:]
+
+
 def stream_generate(
     engine: Engine,
     prompt: str | list[int],
@@ -128,7 +151,7 @@ def stream_generate(
     n = 0
     cache, todo = _reused_cache(engine, prompt_tokens)
     steps = generate_step(
-        mx.array(todo),
+        mx.array(_prefill_keeping_the_prompt(engine, cache, prompt_tokens, todo)),
         engine.model,
         max_tokens=max_tokens,
         sampler=make_sampler(temp=temp),

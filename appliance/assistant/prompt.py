@@ -46,7 +46,8 @@ def passage_key(c: dict) -> tuple:
 def user_message(question: str, cited: list[dict], earlier: dict | None = None) -> str:
     """One turn's question as the model reads it: its own numbered passages, then the question. A passage the
     conversation already holds (`earlier`: passage_key -> (its number, the number of the question it came with,
-    counted from 1 in the prompt)) is named, not written again."""
+    counted from 1 in the prompt)) is named by its place, not written again: its title is up there with it, and
+    every token of a follow-up's new turn is one the model server computes."""
     if not cited:
         return question
     earlier = earlier or {}
@@ -54,7 +55,7 @@ def user_message(question: str, cited: list[dict], earlier: dict | None = None) 
     def line(c: dict) -> str:
         if passage_key(c) in earlier:
             n, turn = earlier[passage_key(c)]
-            return f"[{c['n']}] {c['title']}: the passage [{n}] of question {turn} above"
+            return f"[{c['n']}]: passage [{n}] of question {turn}"
         return f"[{c['n']}] {c['title']} ({c['book']})\n{c['text']}"
 
     sources = "\n\n".join(line(c) for c in cited)

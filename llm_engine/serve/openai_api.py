@@ -53,11 +53,15 @@ def _stream_options(body: dict) -> bool:
 
 
 def _usage(done: Done) -> dict:
-    return {
+    usage = {
         "prompt_tokens": done.prompt_tokens,
         "completion_tokens": done.completion_tokens,
         "total_tokens": done.prompt_tokens + done.completion_tokens,
     }
+    reused = (done.stats or {}).get("prompt_tokens_reused")
+    if reused is not None:  # the prompt tokens the prompt cache held: only the others were computed
+        usage["prompt_tokens_details"] = {"cached_tokens": reused}
+    return usage
 
 
 @dataclass

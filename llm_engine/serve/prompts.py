@@ -8,6 +8,10 @@ followed by a blank line, then `Assistant:` for the model to continue:
     User: Why is the sky blue?
 
     Assistant:
+
+An earlier answer is written right after its `Assistant:`, as the model wrote it there: a space is put between
+them only when the answer does not begin with one. So an answer sent back as it came (` Because ...`) gives the
+tokens the model generated, and the model server's prompt cache reuses them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,15 @@ from __future__ import annotations
 LABELS = {"system": "System", "user": "User", "assistant": "Assistant"}
 
 
+def _turn(m: dict) -> str:
+    content = m["content"]
+    if m["role"] == "assistant" and content[:1].isspace():
+        return f"Assistant:{content}\n\n"
+    return f"{LABELS[m['role']]}: {content}\n\n"
+
+
 def fallback_prompt(messages: list[dict]) -> str:
-    return "".join(f"{LABELS[m['role']]}: {m['content']}\n\n" for m in messages) + "Assistant:"
+    return "".join(_turn(m) for m in messages) + "Assistant:"
 
 
 def chat_tokens(tokenizer, messages: list[dict]) -> list[int]:

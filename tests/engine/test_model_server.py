@@ -190,6 +190,11 @@ def test_chat_prompt_with_template_and_fallback(checkpoints, model_dir):
     assert not plain.has_chat_template
     assert fallback_prompt(MESSAGES) == ("System: Answer briefly.\n\nUser: Why does water boil?\n\nAssistant:")
     assert chat_tokens(plain, MESSAGES) == plain.encode(fallback_prompt(MESSAGES))
+    # An earlier answer follows its "Assistant:" as the model wrote it there (a space only if it has none), so
+    # the follow-up's prompt begins with the first prompt and the answer's own text.
+    for answer, written in ((" Because it is hot.", " Because it is hot."), ("Because.", " Because.")):
+        follow_up = [*MESSAGES, {"role": "assistant", "content": answer}, {"role": "user", "content": "And ice?"}]
+        assert fallback_prompt(follow_up) == fallback_prompt(MESSAGES) + written + "\n\nUser: And ice?\n\nAssistant:"
     templated = load_tokenizer(model_dir)
     assert templated.decode(chat_tokens(templated, MESSAGES)) == (
         "<|im_start|>system\nAnswer briefly.<|im_end|>\n<|im_start|>user\nWhy does water boil?"
@@ -219,11 +224,13 @@ def test_openai_chat_equals_engine_whole_and_streamed(server, engine, model_dir)
     assert out["object"] == "chat.completion"
     assert out["choices"][0]["message"] == {"role": "assistant", "content": ref.text}
     assert out["choices"][0]["finish_reason"] == finish(ref, 12)
-    assert out["usage"] == {
+    usage = out["usage"]
+    assert {k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")} == {
         "prompt_tokens": len(ref.prompt_tokens),
         "completion_tokens": len(ref.tokens),
         "total_tokens": len(ref.prompt_tokens) + len(ref.tokens),
     }
+    assert 0 <= usage["prompt_tokens_details"]["cached_tokens"] < len(ref.prompt_tokens)
     chunks = server.sse(
         "/v1/chat/completions",
         {**body, "max_completion_tokens": 12, "max_tokens": 3, "stream_options": {"include_usage": True}},
@@ -234,6 +241,24 @@ def test_openai_chat_equals_engine_whole_and_streamed(server, engine, model_dir)
     assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == finish(ref, 12)
     assert chunks[-1]["usage"]["completion_tokens"] == len(ref.tokens)
     assert len({c["id"] for c in chunks}) == 1
+
+
+def test_a_follow_up_reports_the_prompt_tokens_it_reused(server, engine, model_dir):
+    # The server keeps each prompt and its answer: a follow-up that carries them computes only what follows,
+    # and says so in usage.prompt_tokens_details.cached_tokens; its answer is a fresh run's all the same.
+    first = [{"role": "user", "content": "Water boils at one hundred degrees"}]
+    body = {"model": model_dir.name, "messages": first, "max_tokens": 6, "temperature": 0}
+    one = server.post("/v1/chat/completions", body)
+    follow_up = [*first, one["choices"][0]["message"], {"role": "user", "content": "And at sea level?"}]
+    ref = reference(engine, chat_prompt(engine, follow_up), 6)
+    two = server.post("/v1/chat/completions", {**body, "messages": follow_up})
+    assert two["choices"][0]["message"]["content"] == ref.text
+    assert two["usage"]["prompt_tokens"] == len(ref.prompt_tokens)
+    cached = two["usage"]["prompt_tokens_details"]["cached_tokens"]
+    assert one["usage"]["prompt_tokens"] <= cached < len(ref.prompt_tokens)
+    again = server.post("/v1/chat/completions", {**body, "messages": follow_up})
+    assert again["usage"]["prompt_tokens_details"]["cached_tokens"] == len(ref.prompt_tokens) - 1
+    assert again["choices"][0]["message"]["content"] == ref.text
 
 
 def test_openai_completion_equals_engine(server, engine, model_dir):

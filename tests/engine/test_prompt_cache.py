@@ -42,6 +42,27 @@ def test_follow_up_reuses_the_conversation_and_keeps_its_tokens(checkpoints, arc
         assert turn3.stats["prompt_tokens_reused"] in (0, 10)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_follow_up_that_parts_from_the_cached_answer_reuses_what_it_shares(checkpoints, arch):
+    # A chat template may write an earlier answer otherwise than the tokens generated for it (thinking left out,
+    # other spacing): the follow-up shares the prompt and only the start of the answer with the cached entry.
+    path = checkpoints.streamed(arch)
+    first = _ids(40, seed=6)
+    with llm_engine.load(path, prompt_cache_entries=4) as reusing, llm_engine.load(path) as fresh:
+        turn1 = llm_engine.generate(reusing, first, max_tokens=12, ignore_eos=True)
+        assert turn1.tokens == llm_engine.generate(fresh, first, max_tokens=12, ignore_eos=True).tokens
+        for kept, seed in ((5, 7), (0, 8)):
+            follow_up = first + turn1.tokens[:kept] + _ids(15, seed=seed)
+            assert follow_up[len(first) + kept] != turn1.tokens[kept]  # parts from the answer right there
+            got = llm_engine.generate(reusing, follow_up, max_tokens=10, ignore_eos=True)
+            assert got.tokens == llm_engine.generate(fresh, follow_up, max_tokens=10, ignore_eos=True).tokens
+            # A KV cache is cut back to what they share; a recurrent state or a slid window, which cannot be,
+            # restarts from the copy kept at the end of the prompt (all of it but its last token).
+            assert got.stats["prompt_tokens_reused"] in (len(first) + kept, len(first) - 1)
+            if arch in ("qwen3_moe", "mixtral", "deepseek_v3"):
+                assert got.stats["prompt_tokens_reused"] == len(first) + kept
+
+
 def test_a_consumer_that_stops_early_leaves_a_usable_cache(checkpoints):
     path = checkpoints.streamed("qwen3_moe")
     prompt = _ids(20, seed=4)
