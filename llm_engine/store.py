@@ -311,10 +311,12 @@ class LayerStore:
     def _read_timed(self, expert: int, slot: int, bank: Bank) -> tuple[int, float]:
         return self._read(expert, slot, bank), time.perf_counter()
 
-    def plan_call(self, experts: np.ndarray) -> list[np.ndarray]:
+    def plan_call(self, experts: np.ndarray, counts: np.ndarray | None = None) -> list[np.ndarray]:
         """Split one switch call's experts (sorted unique ids) into groups that fit the bank.
 
-        Experts already in the bank come first, so they are used before anything evicts them.
+        Experts already in the bank come first, so they are used before anything evicts them. The
+        others follow from the fewest tokens (`counts`, pairs per expert) to the most, so a prefill
+        leaves a cached layer holding the prompt's hottest experts for the decode after it.
         """
         with self.stats.lock:
             self.stats.calls += 1
@@ -330,8 +332,13 @@ class LayerStore:
             self.stats.split_calls += 1
         self._settle_ahead()
         kept = self.policy.slot_of[experts] >= 0  # cached, or read ahead of this call
-        ordered = np.concatenate([experts[kept], experts[~kept]])
-        return [np.sort(ordered[i : i + self.capacity]) for i in range(0, len(ordered), self.capacity)]
+        rest = np.flatnonzero(~kept)
+        if counts is not None:
+            rest = rest[np.argsort(counts[rest], kind="stable")]
+        ordered = np.concatenate([experts[kept], experts[rest]])
+        # The last group is a full one, the hottest experts: what the bank holds when the call ends.
+        head, last = ordered[: -self.capacity], ordered[-self.capacity :]
+        return [np.sort(head[i : i + self.capacity]) for i in range(0, len(head), self.capacity)] + [np.sort(last)]
 
     @property
     def prefetch_capacity(self) -> int:

@@ -56,8 +56,8 @@ class StreamingSwitch(nn.Module):
         flat = idx.reshape(-1)
         k = idx.shape[-1]
         rows = x.reshape(-1, x.shape[-1])  # one row per token; pair p belongs to row p // k
-        experts = np.unique(flat)
-        groups = self._store.plan_call(experts)  # picks the bank this call reads into
+        experts, counts = np.unique(flat, return_counts=True)
+        groups = self._store.plan_call(experts, counts)  # picks the bank this call reads into
         self._bind()
         outs, order = [], []
         for g, group in enumerate(groups):

@@ -39,7 +39,7 @@ def test_a_saved_hot_list_warms_the_next_run_and_changes_no_token(checkpoints, t
     assert warm.tokens == cold.tokens
     # The cache held the hottest experts before the first call: fewer misses than starting empty.
     assert warm.stats["cache_misses"] < cold.stats["cache_misses"]
-    assert warm.stats["cache_hits"] > cold.stats["cache_hits"]
+    assert warm.stats["prefetch_used"] > 0  # warmed experts the calls used (not counted as cache hits)
     # The second run's counts were added to half of the first's.
     again = json.loads(keep.read_text())
     total = np.array([entry["uses"] for entry in again["layers"]])

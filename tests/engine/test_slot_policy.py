@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mlx.core as mx
 import numpy as np
 
 import llm_engine
@@ -114,3 +115,29 @@ def test_disk_reads_and_page_cache_copies_give_the_same_tokens(checkpoints):
         b = llm_engine.generate(disk, prompt, max_tokens=12, ignore_eos=True)
     assert a.tokens == b.tokens
     assert a.stats["bytes_read"] == b.stats["bytes_read"] > 0
+
+
+def test_a_prefill_leaves_the_prompts_hottest_experts_in_the_cache(checkpoints):
+    """A prefill call routed to more experts than a layer caches runs its coldest experts first, so the
+    cache ends up holding the experts most of the prompt's tokens went to, for the decode after it."""
+    path = checkpoints.streamed("qwen3_moe")
+    with llm_engine.load(path, prefetch=False) as probe:
+        per_layer = sum(s.bank_bytes_per_expert for s in probe.stores)
+    with llm_engine.load(path, expert_cache_gb=6 * per_layer / 2**30, prefetch=False) as engine:
+        routed = {}
+        for store in engine.stores:
+            original = store.plan_call
+
+            def spy(experts, counts, original=original, store=store):
+                routed[store.spec.module] = dict(zip(experts.tolist(), counts.tolist()))
+                return original(experts, counts)
+
+            store.plan_call = spy
+        engine.model(mx.array([list(range(1, 201))]))  # one prefill call a layer, over 16 experts
+        for store in engine.stores:
+            counts = routed[store.spec.module]
+            assert len(counts) > store.capacity == 6
+            held = {int(e) for e in store.policy.expert_in if e >= 0}
+            hottest = sorted(counts, key=counts.get, reverse=True)
+            # Ties aside, the six experts with the most tokens.
+            assert min(counts[e] for e in held) >= counts[hottest[5]], (counts, held)
