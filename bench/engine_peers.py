@@ -482,13 +482,15 @@ def worker_resident(directory: str, prompt: list[int], tokens: int) -> dict:
     }
 
 
-def worker_almanac(directory: str, prompt: list[int], tokens: int, cold: bool, cache_gb: float) -> dict:
+def worker_almanac(
+    directory: str, prompt: list[int], tokens: int, cold: bool, cache_gb: float, prefetch: bool = True
+) -> dict:
     import llm_engine
 
     baseline = _rss_now()
     # Cold: the files are evicted first and every read is dropped from the page cache again,
     # so each token reads from the disk as with a model many times larger than RAM.
-    engine = llm_engine.load(directory, expert_cache_gb=cache_gb, drop_page_cache=cold)
+    engine = llm_engine.load(directory, expert_cache_gb=cache_gb, drop_page_cache=cold, prefetch=prefetch)
     (evict if cold else warm)([engine.path / layer.file for layer in engine.manifest.layers])
     # Decode figures leave the prefill out: snapshot the I/O counters at the first token.
     out, first, s = [], None, None
@@ -505,6 +507,7 @@ def worker_almanac(directory: str, prompt: list[int], tokens: int, cold: bool, c
         "bytes_per_token": (s["bytes_read"] - first["bytes_read"]) / n,
         "prefill_bytes": first["bytes_read"],
         "hit_rate": s["cache_hit_rate"],
+        "prefetch_used": s["prefetch_used"] / max(s["prefetch_reads"], 1),
         "peak_rss": s["peak_rss_bytes"],
         "baseline_rss": baseline,
         "tokens": out,
@@ -578,7 +581,9 @@ def worker(args) -> dict:
         return worker_resident(args.dir, prompt, args.tokens)
     if mode.startswith("batch"):
         return worker_batch(args.dir, prompt, args.tokens, int(mode[len("batch") :]))
-    return worker_almanac(args.dir, prompt, args.tokens, cold=mode == "cold", cache_gb=args.cache_gb)
+    return worker_almanac(
+        args.dir, prompt, args.tokens, cold=mode == "cold", cache_gb=args.cache_gb, prefetch=args.prefetch == "on"
+    )
 
 
 def run_child(mode: str, directory: Path, python: str = sys.executable, **opts) -> dict:
@@ -719,7 +724,8 @@ def main() -> None:
         "--long-configs",
         default="all",
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, warm, cold, warm-cache, "
-        "cold-cache, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were skipped",
+        "cold-cache, cold-noprefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were "
+        "skipped",
     )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -727,6 +733,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-len", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--cache-gb", type=float, default=0.0, help=argparse.SUPPRESS)
+    ap.add_argument("--prefetch", choices=("on", "off"), default="on", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "build":
         build(args.workdir, args.layers)
@@ -786,6 +793,7 @@ def main() -> None:
                 ("mlx-lm resident", "resident", "resident", mlx_dir, here, {}),
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
+                ("almanac cold, no prefetch", "cold-noprefetch", "cold", stream_dir, here, {"prefetch": "off"}),
                 (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
                 (f"almanac cold, cache {budget}", "cold-cache", "cold", stream_dir, here, {"cache_gb": args.budget_gb}),
             ]
