@@ -75,12 +75,16 @@ class ReadPath:
     host_banks: bool = False
     # CUDA: each expert lands in a host buffer and is copied into the bank by the driver.
     copy_in: bool = False
+    # CUDA banks in host RAM: a call of at least this many tokens (a prefill) computes from a copy
+    # of the bank in GPU memory, made in one pass, instead of reading the weights over the bus
+    # once per tile of rows. 0: never.
+    device_copy_tokens: int = 0
 
 
 CUDA_READ_PATHS = {
     "fault": ReadPath("cuda-fault", staged=False, inline_cached=False),
     "prefetch": ReadPath("cuda-prefetch", staged=False, inline_cached=False, prefetch=True),
-    "host": ReadPath("cuda-host", staged=False, inline_cached=False, host_banks=True),
+    "host": ReadPath("cuda-host", staged=False, inline_cached=False, host_banks=True, device_copy_tokens=32),
     "copy": ReadPath("cuda-copy", staged=False, inline_cached=False, copy_in=True),
 }
 

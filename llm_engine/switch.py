@@ -47,6 +47,14 @@ class StreamingSwitch(nn.Module):
             self._inner.update(tree_unflatten(list(params.items())))
             object.__setattr__(self, "_bound", params)
 
+    def _bind_device_copy(self) -> None:
+        """Compute this call from a copy of the bank in device memory (same shapes, same bytes); the
+        next call binds the bank again, which frees the copy."""
+        params = self._store.bank.params
+        copied = {k: mx.take(v, mx.arange(v.shape[0]), axis=0) for k, v in params.items()}
+        self._inner.update(tree_unflatten(list(copied.items())))
+        object.__setattr__(self, "_bound", copied)
+
     def __call__(self, x: mx.array, indices: mx.array) -> mx.array:
         # Routing must be known before the read; this is the one sync point per layer. The guess
         # of the next layer's experts is evaluated with it.
@@ -68,6 +76,8 @@ class StreamingSwitch(nn.Module):
                     guess = None
                 if len(ready) == len(experts):
                     # Every expert of the call at once (all were cached): run it in one go.
+                    if 0 < self._store.read_path.device_copy_tokens <= rows.shape[0]:
+                        self._bind_device_copy()
                     out = self._inner(x, mx.array(lut[idx], dtype=indices.dtype))
                     mx.eval(out)  # before the bank is overwritten by the next call using it
                     return out
