@@ -483,7 +483,7 @@ def worker_resident(directory: str, prompt: list[int], tokens: int) -> dict:
 
 
 def worker_almanac(
-    directory: str, prompt: list[int], tokens: int, cold: bool, cache_gb: float, prefetch: bool = True
+    directory: str, prompt: list[int], tokens: int, cold: bool, cache_gb: float, prefetch: bool = False
 ) -> dict:
     import llm_engine
 
@@ -724,7 +724,7 @@ def main() -> None:
         "--long-configs",
         default="all",
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, warm, cold, warm-cache, "
-        "cold-cache, cold-noprefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were "
+        "cold-cache, cold-prefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were "
         "skipped",
     )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -733,7 +733,7 @@ def main() -> None:
     ap.add_argument("--out", help=argparse.SUPPRESS)
     ap.add_argument("--prompt-len", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--cache-gb", type=float, default=0.0, help=argparse.SUPPRESS)
-    ap.add_argument("--prefetch", choices=("on", "off"), default="on", help=argparse.SUPPRESS)
+    ap.add_argument("--prefetch", choices=("on", "off"), default="off", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "build":
         build(args.workdir, args.layers)
@@ -793,7 +793,7 @@ def main() -> None:
                 ("mlx-lm resident", "resident", "resident", mlx_dir, here, {}),
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
-                ("almanac cold, no prefetch", "cold-noprefetch", "cold", stream_dir, here, {"prefetch": "off"}),
+                ("almanac cold, prefetch", "cold-prefetch", "cold", stream_dir, here, {"prefetch": "on"}),
                 (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
                 (f"almanac cold, cache {budget}", "cold-cache", "cold", stream_dir, here, {"cache_gb": args.budget_gb}),
             ]

@@ -258,8 +258,7 @@ def _link_prefetch(model: nn.Module, paths: list[str], default_top_k: int) -> No
     guessing layer computes from)."""
     switches = [get_module(model, p) for p in paths]
     for here, path, there in zip(switches, paths[1:], switches[1:]):
-        mine = {id(here.store.bank)} | ({id(here.store._scratch[0])} if here.store._scratch else set())
-        if id(there.store.bank) in mine:
+        if any(bank is there.store.banks()[0] for bank in here.store.banks()):
             continue
         guess = router_guess(model, path, top_k_of(model, path, default_top_k))
         if guess is not None:
@@ -279,7 +278,7 @@ def load(
     max_batch: int = 1,
     memory_gb: float | str | None = None,
     context_tokens: int = 4096,
-    prefetch: bool | None = None,
+    prefetch: bool = False,
     hot_list: str | os.PathLike | None = None,
 ) -> Engine:
     """Load a directory made by `convert`.
@@ -305,8 +304,8 @@ def load(
     prefetch: each MoE layer applies the next layer's router to its own input and reads the
       experts it picks while it computes; the next layer still routes for itself and reads what
       the guess missed, so the output never changes. Costs a second streaming bank without an
-      expert cache. None: on where calls are computed stage by stage (the CPU), off on GPUs
-      (not yet measured there).
+      expert cache. Off by default: on the CPU bench its wrong guesses cost more reads than the
+      overlap saves (llm_engine/README.md, "Benchmark"); not yet measured on a GPU.
     hot_list: a file (hot_list.py) counting how often each expert was routed to. With an expert
       cache, its hottest experts are read into the cache in the background as loading ends, and
       this run's counts are added to it at close (and by save_hot_list); without one, or with
@@ -330,8 +329,6 @@ def load(
         raise EngineError("context_tokens must be >= 1")
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
-    if prefetch is None:
-        prefetch = read_path().staged
     manifest = mf.read_manifest(path)
     config = _read_config(path)
     if config.get("model_type") != manifest.model_type:

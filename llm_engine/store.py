@@ -340,6 +340,11 @@ class LayerStore:
         head, last = ordered[: -self.capacity], ordered[-self.capacity :]
         return [np.sort(head[i : i + self.capacity]) for i in range(0, len(head), self.capacity)] + [np.sort(last)]
 
+    def banks(self) -> list[Bank]:
+        """The banks this layer's calls compute from: its own, and the scratch bank of the calls its own
+        cannot hold (GPUs)."""
+        return [self._own[0]] + ([self._scratch[0]] if self._scratch is not None else [])
+
     @property
     def prefetch_capacity(self) -> int:
         """How many experts a guess may read ahead: this layer's own bank."""

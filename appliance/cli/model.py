@@ -98,6 +98,16 @@ def _hot_list_options(command):
     )(command)
 
 
+def _prefetch_option(command):
+    return click.option(
+        "--prefetch/--no-prefetch",
+        default=False,
+        show_default=True,
+        help="Read each MoE layer's guessed experts while the layer before computes (the answers do not "
+        "change; wrong guesses are extra reads).",
+    )(command)
+
+
 def _hot_list(directory: str, hot_list: str | None, no_hot_list: bool) -> str | None:
     return None if no_hot_list else hot_list or os.path.join(directory, "hot-experts.json")
 
@@ -138,6 +148,7 @@ def _memory_options(command):
 )
 @_memory_options
 @_hot_list_options
+@_prefetch_option
 def run_cmd(
     directory,
     prompt,
@@ -151,6 +162,7 @@ def run_cmd(
     context_tokens,
     hot_list,
     no_hot_list,
+    prefetch,
 ):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
@@ -162,6 +174,7 @@ def run_cmd(
             memory_gb=memory_gb,
             context_tokens=context_tokens,
             hot_list=_hot_list(directory, hot_list, no_hot_list),
+            prefetch=prefetch,
         ) as engine:
             change = None
             if experts_per_token is not None:
@@ -234,6 +247,7 @@ def run_cmd(
 )
 @_memory_options
 @_hot_list_options
+@_prefetch_option
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -255,6 +269,7 @@ def serve_cmd(
     max_batch,
     hot_list,
     no_hot_list,
+    prefetch,
 ):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs.
 
@@ -292,6 +307,7 @@ def serve_cmd(
             prompt_cache_entries=prompt_cache,
             max_batch=max_batch,
             hot_list=_hot_list(directory, hot_list, no_hot_list),
+            prefetch=prefetch,
             on_ready=ready,
             api_tokens=api_tokens,
             **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),
