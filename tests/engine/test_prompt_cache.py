@@ -14,20 +14,25 @@ def _ids(n: int, seed: int) -> list[int]:
     return np.random.default_rng(seed).integers(1, VOCAB, size=n).tolist()
 
 
+def _same_as_fresh(reusing, fresh, prompt: list[int], max_tokens: int):
+    """The reusing engine's result for `prompt`, whose tokens must be a fresh engine's."""
+    got = llm_engine.generate(reusing, prompt, max_tokens=max_tokens, ignore_eos=True)
+    assert got.tokens == llm_engine.generate(fresh, prompt, max_tokens=max_tokens, ignore_eos=True).tokens
+    return got
+
+
 @pytest.mark.parametrize("arch", ARCHS)
 def test_follow_up_reuses_the_conversation_and_keeps_its_tokens(checkpoints, arch):
     path = checkpoints.streamed(arch)
     first = _ids(24, seed=1)
     with llm_engine.load(path, prompt_cache_entries=4) as reusing, llm_engine.load(path) as fresh:
-        turn1 = llm_engine.generate(reusing, first, max_tokens=12, ignore_eos=True)
+        turn1 = _same_as_fresh(reusing, fresh, first, 12)
         assert turn1.stats["prompt_tokens_reused"] == 0
-        assert turn1.tokens == llm_engine.generate(fresh, first, max_tokens=12, ignore_eos=True).tokens
 
         # The follow-up: the first prompt, its answer, then a new question.
         follow_up = first + turn1.tokens + _ids(9, seed=2)
-        turn2 = llm_engine.generate(reusing, follow_up, max_tokens=16, ignore_eos=True)
+        turn2 = _same_as_fresh(reusing, fresh, follow_up, 16)
         assert turn2.stats["prompt_tokens_reused"] == len(first) + len(turn1.tokens)
-        assert turn2.tokens == llm_engine.generate(fresh, follow_up, max_tokens=16, ignore_eos=True).tokens
 
         # The same prompt again: all but its last token come from the cache where the cache can be
         # cut back by one token (attention caches); recurrent state cannot, and is recomputed.
@@ -37,8 +42,7 @@ def test_follow_up_reuses_the_conversation_and_keeps_its_tokens(checkpoints, arc
 
         # A prompt that parts from the cached one midway still gives a fresh run's tokens.
         other = first[:10] + _ids(14, seed=3)
-        turn3 = llm_engine.generate(reusing, other, max_tokens=12, ignore_eos=True)
-        assert turn3.tokens == llm_engine.generate(fresh, other, max_tokens=12, ignore_eos=True).tokens
+        turn3 = _same_as_fresh(reusing, fresh, other, 12)
         assert turn3.stats["prompt_tokens_reused"] in (0, 10)
 
 
@@ -49,13 +53,11 @@ def test_a_follow_up_that_parts_from_the_cached_answer_reuses_what_it_shares(che
     path = checkpoints.streamed(arch)
     first = _ids(40, seed=6)
     with llm_engine.load(path, prompt_cache_entries=4) as reusing, llm_engine.load(path) as fresh:
-        turn1 = llm_engine.generate(reusing, first, max_tokens=12, ignore_eos=True)
-        assert turn1.tokens == llm_engine.generate(fresh, first, max_tokens=12, ignore_eos=True).tokens
+        turn1 = _same_as_fresh(reusing, fresh, first, 12)
         for kept, seed in ((5, 7), (0, 8)):
             follow_up = first + turn1.tokens[:kept] + _ids(15, seed=seed)
             assert follow_up[len(first) + kept] != turn1.tokens[kept]  # parts from the answer right there
-            got = llm_engine.generate(reusing, follow_up, max_tokens=10, ignore_eos=True)
-            assert got.tokens == llm_engine.generate(fresh, follow_up, max_tokens=10, ignore_eos=True).tokens
+            got = _same_as_fresh(reusing, fresh, follow_up, 10)
             # A KV cache is cut back to what they share; a recurrent state or a slid window, which cannot be,
             # restarts from the copy kept at the end of the prompt (all of it but its last token).
             assert got.stats["prompt_tokens_reused"] in (len(first) + kept, len(first) - 1)
