@@ -32,7 +32,7 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_bound", None)
-        # Next-layer prefetch (loader.link_prefetch): the next MoE layer's store and a function
+        # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)
         object.__setattr__(self, "guess_next", None)
