@@ -81,6 +81,7 @@ def test_model_run_keeps_the_hot_list_beside_the_model_unless_told_not_to(checkp
 
     model = tmp_path / "model"
     shutil.copytree(checkpoints.streamed("qwen3_moe"), model)
+    (model / "hot-experts.json").unlink(missing_ok=True)  # left by other tests' runs of the shared checkpoint
     args = ["run", str(model), "--prompt", "one two", "--max-tokens", "3"]
     for extra in (["--expert-cache-gb", "0.01", "--no-hot-list"], []):  # no cache: nothing to warm, no file
         r = CliRunner().invoke(model_cli, args + extra)
