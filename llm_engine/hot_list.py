@@ -14,11 +14,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from .files import write_text_atomic
 
 VERSION = 1
 
@@ -57,17 +58,7 @@ def write(path: Path, stores, counts: list[np.ndarray], fade: float = 0.5) -> No
         if saved is not None:
             uses = uses + fade * saved[i]
         layers.append({"module": store.spec.module, "uses": [round(float(u), 3) for u in uses]})
-    text = json.dumps({"version": VERSION, "model": _model_id(stores), "layers": layers})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_text_atomic(path, json.dumps({"version": VERSION, "model": _model_id(stores), "layers": layers}))
 
 
 def warm(stores, saved: list[np.ndarray]) -> int:

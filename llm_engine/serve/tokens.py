@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from ..files import write_text_atomic
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -146,11 +148,8 @@ class LastUsed:
         except (OSError, ValueError):
             on_disk = {}
         on_disk.update(self._seen)
-        tmp = f"{self.path}.{os.getpid()}.tmp"
         try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(on_disk, f)
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, json.dumps(on_disk))
         except OSError as e:
             if not self._failed:
                 print(f"api tokens: cannot record last use in {self.path}: {e}", file=sys.stderr)

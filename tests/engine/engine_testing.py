@@ -3,14 +3,25 @@ architecture and session), random prompts, and a greedy run that keeps every ste
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import mlx.core as mx
 import numpy as np
+import pytest
 from mlx_lm.models.cache import make_prompt_cache
 from mlx_lm.utils import load as mlx_lm_load
 
 from llm_engine.device import cast_model
 
 from tinymoe import VOCAB
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _references: dict = {}
 
@@ -40,3 +51,30 @@ def resident_reference(checkpoints, arch: str):
         mx.eval(model.parameters())
         _references[arch] = model
     return _references[arch]
+
+
+@contextlib.contextmanager
+def model_serve(model_dir: Path, *args: str, env: dict | None = None, timeout: float = 120):
+    """`almanac model serve DIR --port 0 ARGS` as a real process; yields (process, URL) once it listens."""
+    env = env if env is not None else dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    p = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli.model", "serve", str(model_dir), "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        ready, _, _ = select.select([p.stdout], [], [], timeout)
+        line = p.stdout.readline() if ready else ""
+        if " on http://" not in line:
+            p.kill()
+            pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
+        # Drain stderr (one log line per request) so the pipe never fills up.
+        threading.Thread(target=p.stderr.read, daemon=True).start()
+        yield p, line.split(" on ")[1].split()[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()

@@ -9,12 +9,10 @@ import contextlib
 import http.client
 import json
 import os
-import select
 import shutil
 import stat
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -22,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from almanac_testing import ROOT, almanac
+from engine_testing import model_serve
 
 LAN_TIMEOUT_S = 120
 
@@ -57,26 +56,8 @@ def lan_address() -> str:
 @contextlib.contextmanager
 def serving(model_dir: Path, env: dict, *args: str):
     """`almanac model serve DIR --port 0 ARGS`; yields its port once it listens."""
-    p = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "model", "serve", str(model_dir), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        ready, _, _ = select.select([p.stdout], [], [], LAN_TIMEOUT_S)
-        line = p.stdout.readline() if ready else ""
-        if " on http://" not in line:
-            p.kill()
-            pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
-        threading.Thread(target=p.stderr.read, daemon=True).start()
-        yield int(line.split(" on ")[1].split()[0].rsplit(":", 1)[1])
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+    with model_serve(model_dir, *args, env=env, timeout=LAN_TIMEOUT_S) as (_p, url):
+        yield int(url.rsplit(":", 1)[1])
 
 
 def ask(host: str, port: int, token: str | None, path: str = "/v1/models", body: dict | None = None):

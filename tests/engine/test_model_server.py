@@ -9,12 +9,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
-import select
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +21,8 @@ from mlx_lm.utils import load_tokenizer
 import llm_engine
 from llm_engine.serve.prompts import chat_tokens, fallback_prompt
 from llm_engine.serve.stops import StopFilter
+
+from engine_testing import model_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT_LIMIT = 200
@@ -56,29 +54,9 @@ def engine(model_dir):
 @contextlib.contextmanager
 def running(model_dir: Path, *args: str):
     """`almanac model serve DIR --port 0 ARGS` as a process; yields (process, Server)."""
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    p = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli.model", "serve", str(model_dir), "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        ready, _, _ = select.select([p.stdout], [], [], 120)
-        line = p.stdout.readline() if ready else ""
-        if " on http://127.0.0.1:" not in line:
-            p.kill()
-            pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
-        # Drain stderr (one log line per request) so the pipe never fills up.
-        threading.Thread(target=p.stderr.read, daemon=True).start()
-        url = line.split(" on ")[1].split()[0]
+    with model_serve(model_dir, *args) as (p, url):
+        assert url.startswith("http://127.0.0.1:"), url
         yield p, Server(url, int(url.rsplit(":", 1)[1]))
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 @pytest.fixture(scope="module")
