@@ -6,7 +6,8 @@ From the layout (manifest.json, config.json, the safetensors headers), the memor
 * reads: random expert blobs of the model's own files, with the engine's thread count, once
   bypassing the page cache (O_DIRECT, else evicted with posix_fadvise) and once from it;
 * compute: MLX's quantized matrix-vector product on one expert's shapes, at one row (a decode
-  token) and at the rows per expert a prefill chunk gives, timed on this device.
+  token) and at the rows per expert a prefill chunk gives, timed on this device, on as many CPU
+  streams at once as the engine cuts its work into (cpu_split.py).
 
 The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
 cache of S slots out of E experts hits S/E of the time and a prompt of P tokens touches
@@ -104,10 +105,14 @@ class ComputeTest:
     rates: dict  # rows -> (rows x weight bytes) / s
 
 
-def measure_compute(manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds: float = 0.3) -> ComputeTest:
-    """Time mx.quantized_matmul on one expert's first projection (this device, its compute dtype)."""
+def measure_compute(
+    manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds: float = 0.3, parts: int = 1
+) -> ComputeTest:
+    """Time mx.quantized_matmul on one expert's first projection (this device, its compute dtype),
+    `parts` products at once on as many streams (the engine's cut of its work over the CPU's cores)."""
     import mlx.core as mx
 
+    from . import cpu_split
     from .device import compute_dtype
 
     layer = next((layer for layer in manifest.layers if layer.quantization), None)
@@ -124,14 +129,23 @@ def measure_compute(manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds
     weight_bytes = w.nbytes + (scales.size + biases.size) * 2
     mx.eval(w, scales, biases)
 
+    streams = cpu_split.streams(parts)
+
+    def products(x):
+        outs = []
+        for stream in streams:
+            with cpu_split.on(stream):
+                outs.append(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
+        mx.eval(outs)
+
     def rate(n: int) -> float:
         x = mx.random.normal((n, in_dim)).astype(dt)
-        mx.eval(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))  # warm up
+        products(x)  # warm up
         k, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds or k < 3:
-            mx.eval(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
+            products(x)
             k += 1
-        return k * n * weight_bytes / (time.perf_counter() - t0)
+        return k * len(streams) * n * weight_bytes / (time.perf_counter() - t0)
 
     return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))})
 
@@ -185,9 +199,13 @@ def forecast(
     max_batch: int = 1,
     read_seconds: float = 1.0,
     expert_cache_gb: float | None = None,
+    cpu_threads: int | None = None,
 ) -> Forecast:
     """expert_cache_gb: forecast that cache (as load(expert_cache_gb=...) sizes it) instead of the
-    one memory_bytes leaves room for."""
+    one memory_bytes leaves room for. cpu_threads: as load's (None: every core, on the CPU)."""
+    from .cpu_split import default_parts
+    from .device import on_cpu
+
     path = Path(path)
     manifest = mf.read_manifest(path)
     plan = plan_memory(path, memory_bytes, baseline, max_batch=max_batch, context_tokens=context_tokens)
@@ -205,7 +223,8 @@ def forecast(
 
     expert_rows = {p: max(1, round(p * k / touched(p))) if experts else 1 for p in prompts}
     dense_rows = {p: min(p, 256) for p in prompts}
-    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()))
+    parts = (cpu_threads or default_parts()) if on_cpu() else 1
+    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts)
     blob = max((layer.blob_size for layer in manifest.layers), default=0)
     hit = min(1.0, plan.cache_slots / experts) if experts else 0.0
     dense, head = _quantized_resident_bytes(path, manifest)

@@ -12,7 +12,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import manifest as mf
-from .device import cast_model, read_path
+from . import cpu_split
+from .device import cast_model, on_cpu, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .hot_list import Keeper
 from .memory import budget_bytes, parse_memory_gb, plan_memory, process_rss
@@ -280,6 +281,7 @@ def load(
     context_tokens: int = 4096,
     prefetch: bool = False,
     hot_list: str | os.PathLike | None = None,
+    cpu_threads: int | None = None,
 ) -> Engine:
     """Load a directory made by `convert`.
 
@@ -310,6 +312,9 @@ def load(
       cache, its hottest experts are read into the cache in the background as loading ends, and
       this run's counts are added to it at close (and by save_hot_list); without one, or with
       None, no file is read or written.
+    cpu_threads: on the CPU, how many cores a call's work is spread over, each part on its own
+      MLX stream (cpu_split.py: the same bits as one call). None: every core this process may
+      use; 1: MLX's one thread. Nothing is split on a GPU.
     """
     if drop_page_cache and not hasattr(os, "posix_fadvise"):
         raise EngineError("drop_page_cache needs posix_fadvise (Linux)")
@@ -327,6 +332,9 @@ def load(
         raise EngineError("give --memory-gb or --expert-cache-gb, not both")
     if context_tokens < 1:
         raise EngineError("context_tokens must be >= 1")
+    if cpu_threads is not None and cpu_threads < 1:
+        raise EngineError("--cpu-threads must be >= 1")
+    parts = (cpu_threads or cpu_split.default_parts()) if on_cpu() else 1
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
     manifest = mf.read_manifest(path)
@@ -400,7 +408,7 @@ def load(
             slots = plan.cache_slots
         for store, (p, module) in zip(stores, switches):
             store.cache_slots = min(slots, store.spec.num_experts)
-            set_module(model, p, StreamingSwitch(module, store))
+            set_module(model, p, StreamingSwitch(module, store, parts))
 
         model.eval()
         try:
@@ -408,6 +416,7 @@ def load(
         except ValueError as e:
             raise CheckpointError(f"{path}: resident weights do not match the model ({e})") from None
         cast_model(model)
+        cpu_split.split_linears(model, parts)
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
         trained_k = top_k_of(model, paths[0], int(config.get("num_experts_per_tok", 8))) if paths else 0

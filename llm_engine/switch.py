@@ -7,6 +7,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_unflatten
 
+from . import cpu_split
 from .store import LayerStore
 
 
@@ -24,14 +25,17 @@ class StreamingSwitch(nn.Module):
     prefill chunk), its experts are also split into bank-sized groups, each evaluated
     before the next overwrites the bank. Each pair's output depends only on its token and
     expert (one row times one expert's matrices, M = 1 in the quantized kernel either way),
-    so this gives the same numbers as one call over all experts.
+    so this gives the same numbers as one call over all experts. For the same reason, on the
+    CPU each stage's pairs are cut into `parts` computed at once on separate CPU streams, one
+    core each (cpu_split.py).
     """
 
-    def __init__(self, inner: nn.Module, store: LayerStore):
+    def __init__(self, inner: nn.Module, store: LayerStore, parts: int = 1):
         super().__init__()
         object.__setattr__(self, "_inner", inner)
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_bound", None)
+        object.__setattr__(self, "_streams", cpu_split.streams(parts))
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)
@@ -74,7 +78,7 @@ class StreamingSwitch(nn.Module):
                 if guess is not None:  # this call's reads are queued: the next layer's come after them
                     self._prefetch_next(np.asarray(guess))
                     guess = None
-                if len(ready) == len(experts):
+                if len(ready) == len(experts) and len(self._streams) == 1:
                     # Every expert of the call at once (all were cached): run it in one go.
                     if 0 < self._store.read_path.device_copy_tokens <= rows.shape[0]:
                         self._bind_device_copy()
@@ -82,12 +86,16 @@ class StreamingSwitch(nn.Module):
                     mx.eval(out)  # before the bank is overwritten by the next call using it
                     return out
                 pos = np.flatnonzero(np.isin(flat, ready))
-                y = self._inner(rows[mx.array(pos // k)], mx.array(lut[flat[pos]][:, None], dtype=indices.dtype))
-                # Start computing while the next stage is read.
-                mx.async_eval(y)
-                pending.append(y)
-                outs.append(y)
-                order.append(pos)
+                for stream, part in zip(self._streams, cpu_split.cut_pairs(pos, flat[pos], len(self._streams))):
+                    with cpu_split.on(stream):
+                        y = self._inner(
+                            rows[mx.array(part // k)], mx.array(lut[flat[part]][:, None], dtype=indices.dtype)
+                        )
+                    # Start computing while the next stage is read.
+                    mx.async_eval(y)
+                    pending.append(y)
+                    outs.append(y)
+                    order.append(part)
             if g + 1 < len(groups):
                 mx.eval(pending)  # before the next group overwrites the bank
         inverse = np.empty(flat.size, dtype=np.int64)

@@ -108,6 +108,15 @@ def _prefetch_option(command):
     )(command)
 
 
+def _cpu_threads_option(command):
+    return click.option(
+        "--cpu-threads",
+        type=click.IntRange(1),
+        default=None,
+        help="On the CPU: cores each step's work is spread over (the answers do not change). Default: all.",
+    )(command)
+
+
 def _hot_list(directory: str, hot_list: str | None, no_hot_list: bool) -> str | None:
     return None if no_hot_list else hot_list or os.path.join(directory, "hot-experts.json")
 
@@ -149,6 +158,7 @@ def _memory_options(command):
 @_memory_options
 @_hot_list_options
 @_prefetch_option
+@_cpu_threads_option
 def run_cmd(
     directory,
     prompt,
@@ -163,6 +173,7 @@ def run_cmd(
     hot_list,
     no_hot_list,
     prefetch,
+    cpu_threads,
 ):
     """Generate text from the converted model in DIR."""
     llm_engine = _engine()
@@ -175,6 +186,7 @@ def run_cmd(
             context_tokens=context_tokens,
             hot_list=_hot_list(directory, hot_list, no_hot_list),
             prefetch=prefetch,
+            cpu_threads=cpu_threads,
         ) as engine:
             change = None
             if experts_per_token is not None:
@@ -248,6 +260,7 @@ def run_cmd(
 @_memory_options
 @_hot_list_options
 @_prefetch_option
+@_cpu_threads_option
 @click.option(
     "--max-batch",
     type=click.IntRange(1),
@@ -270,6 +283,7 @@ def serve_cmd(
     hot_list,
     no_hot_list,
     prefetch,
+    cpu_threads,
 ):
     """Serve the model in DIR over the OpenAI and Ollama HTTP APIs.
 
@@ -308,6 +322,7 @@ def serve_cmd(
             max_batch=max_batch,
             hot_list=_hot_list(directory, hot_list, no_hot_list),
             prefetch=prefetch,
+            cpu_threads=cpu_threads,
             on_ready=ready,
             api_tokens=api_tokens,
             **({"memory_gb": memory_gb, "context_tokens": context_tokens} if memory_gb else {}),

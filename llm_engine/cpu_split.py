@@ -1,0 +1,140 @@
+"""Spreading the CPU's work over its cores, with the same bits as one call.
+
+MLX's CPU backend runs each quantized kernel on one thread: the thread of the stream it is
+queued on. Two independent pieces of work queued on two CPU streams run at once, one core
+each. Two cuts give such pieces without changing a single bit of the result:
+
+- a quantized matmul's output feature depends only on the input row and that feature's row of
+  the weights, so its output features can be cut into ranges computed on separate streams and
+  concatenated (the attention projections, dense and shared-expert MLPs, the output head);
+- a switch layer's (token, expert) pair depends only on its token and its expert (one row times
+  one expert's matrices, M = 1 in the gather kernel either way), so a call's pairs can be cut
+  into parts (switch.py).
+
+tests/engine/test_parity.py checks the results against resident mlx-lm on the five
+architectures. On a GPU nothing is cut (one kernel already uses the whole device, and its
+kernels are picked by shape): `parts()` is 1 there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+from .device import on_cpu
+
+# A cut of a matmul's output features falls on a multiple of this many features, and a
+# layer with fewer than two such blocks is not cut (too little work to be worth a stream).
+FEATURE_BLOCK = 64
+
+_extra_streams: list = []
+
+
+def default_parts() -> int:
+    """How many parts a call is cut into by default: one per core on the CPU, none on a GPU."""
+    if not on_cpu():
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return max(1, os.cpu_count() or 1)
+
+
+def streams(n: int) -> list:
+    """n places to queue work: the current default stream (None) and n - 1 other CPU streams,
+    made once per process and shared by every engine."""
+    while len(_extra_streams) < n - 1:
+        _extra_streams.append(mx.new_stream(mx.cpu))
+    return [None] + _extra_streams[: n - 1]
+
+
+def on(stream):
+    """A context queuing MLX work on `stream` (None: where it would go anyway)."""
+    return contextlib.nullcontext() if stream is None else mx.stream(stream)
+
+
+def cut_features(n_features: int, n: int) -> list[tuple[int, int]]:
+    """Up to n ranges covering [0, n_features), cut on FEATURE_BLOCK boundaries."""
+    blocks = n_features // FEATURE_BLOCK
+    n = min(n, blocks)
+    if n < 2:
+        return [(0, n_features)]
+    edges = [round(blocks * i / n) * FEATURE_BLOCK for i in range(n)] + [n_features]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def cut_pairs(positions: np.ndarray, experts: np.ndarray, n: int) -> list[np.ndarray]:
+    """Cut a switch call's pairs (their positions and experts) into up to n parts of nearly
+    equal size, in expert order, so each part touches its own few experts' weights."""
+    order = positions[np.argsort(experts, kind="stable")]
+    return [p for p in np.array_split(order, min(n, len(order))) if len(p)]
+
+
+def _matmul_by_parts(module, x: mx.array, ranges, parts: list) -> mx.array:
+    weight, scales, biases = module["weight"], module["scales"], module.get("biases")
+    outs = []
+    for (lo, hi), stream in zip(ranges, parts):
+        with on(stream):
+            outs.append(
+                mx.quantized_matmul(
+                    x,
+                    weight[lo:hi],
+                    scales=scales[lo:hi],
+                    biases=None if biases is None else biases[lo:hi],
+                    transpose=True,
+                    group_size=module.group_size,
+                    bits=module.bits,
+                    mode=module.mode,
+                )
+            )
+    return mx.concatenate(outs, axis=-1)
+
+
+class SplitQuantizedLinear(nn.QuantizedLinear):
+    """nn.QuantizedLinear whose output features are computed in parts on separate CPU streams.
+
+    Installed by changing the class of a loaded layer (split_linears), so its parameters, their
+    names and every isinstance check stay as they were."""
+
+    def __call__(self, x):
+        y = _matmul_by_parts(self, x, self._ranges, self._parts)
+        if "bias" in self:
+            y = y + self["bias"]
+        return y
+
+
+class SplitQuantizedEmbedding(nn.QuantizedEmbedding):
+    """nn.QuantizedEmbedding whose use as the output head (tied weights) is cut as above; the
+    embedding lookup itself is unchanged."""
+
+    def as_linear(self, x):
+        return _matmul_by_parts(self, x, self._ranges, self._parts)
+
+
+_SPLIT_CLASSES = {nn.QuantizedLinear: SplitQuantizedLinear, nn.QuantizedEmbedding: SplitQuantizedEmbedding}
+
+
+def split_linears(model: nn.Module, n: int) -> int:
+    """Cut every quantized linear layer of `model` (and a quantized embedding, for a tied output
+    head) into up to n parts; returns how many layers were cut. Switch layers are other classes
+    and are left alone (switch.py cuts their pairs)."""
+    if n < 2:
+        return 0
+    parts = streams(n)
+    cut = 0
+    for _, module in model.named_modules():
+        split_class = _SPLIT_CLASSES.get(type(module))
+        if split_class is None:
+            continue
+        ranges = cut_features(module["weight"].shape[0], n)
+        if len(ranges) < 2:
+            continue
+        object.__setattr__(module, "_ranges", ranges)
+        object.__setattr__(module, "_parts", parts[: len(ranges)])
+        module.__class__ = split_class
+        cut += 1
+    return cut
