@@ -10,6 +10,8 @@ on the same prompt token ids (--prompts, 32 and 1,500 tokens by default):
                           with posix_fadvise(DONTNEED) first and drops every expert again after
                           reading it, so each token reads from the disk
   almanac ... cache       the same with an expert cache of --budget-gb
+  almanac cold, 1 thread  cold with the CPU's work on MLX's one thread (--cpu-threads 1), as
+                          resident mlx-lm runs; the other rows spread it over every core
   almanac cold, batch N   N sequences decoded together (BatchGenerator), cold: aggregate
                           decode tok/s against one sequence cold in the same round
   nunspark warm / cold    nunspark (PyPI) in a throwaway virtualenv with this interpreter's
@@ -483,14 +485,22 @@ def worker_resident(directory: str, prompt: list[int], tokens: int) -> dict:
 
 
 def worker_almanac(
-    directory: str, prompt: list[int], tokens: int, cold: bool, cache_gb: float, prefetch: bool = False
+    directory: str,
+    prompt: list[int],
+    tokens: int,
+    cold: bool,
+    cache_gb: float,
+    prefetch: bool = False,
+    cpu_threads: int | None = None,
 ) -> dict:
     import llm_engine
 
     baseline = _rss_now()
     # Cold: the files are evicted first and every read is dropped from the page cache again,
     # so each token reads from the disk as with a model many times larger than RAM.
-    engine = llm_engine.load(directory, expert_cache_gb=cache_gb, drop_page_cache=cold, prefetch=prefetch)
+    engine = llm_engine.load(
+        directory, expert_cache_gb=cache_gb, drop_page_cache=cold, prefetch=prefetch, cpu_threads=cpu_threads
+    )
     (evict if cold else warm)([engine.path / layer.file for layer in engine.manifest.layers])
     # Decode figures leave the prefill out: snapshot the I/O counters at the first token.
     out, first, s = [], None, None
@@ -582,7 +592,13 @@ def worker(args) -> dict:
     if mode.startswith("batch"):
         return worker_batch(args.dir, prompt, args.tokens, int(mode[len("batch") :]))
     return worker_almanac(
-        args.dir, prompt, args.tokens, cold=mode == "cold", cache_gb=args.cache_gb, prefetch=args.prefetch == "on"
+        args.dir,
+        prompt,
+        args.tokens,
+        cold=mode == "cold",
+        cache_gb=args.cache_gb,
+        prefetch=args.prefetch == "on",
+        cpu_threads=args.cpu_threads or None,
     )
 
 
@@ -724,8 +740,8 @@ def main() -> None:
         "--long-configs",
         default="all",
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, warm, cold, warm-cache, "
-        "cold-cache, cold-prefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others say they were "
-        "skipped",
+        "cold-cache, cold-1-thread, cold-prefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others "
+        "say they were skipped",
     )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -734,6 +750,7 @@ def main() -> None:
     ap.add_argument("--prompt-len", type=int, default=32, help=argparse.SUPPRESS)
     ap.add_argument("--cache-gb", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--prefetch", choices=("on", "off"), default="off", help=argparse.SUPPRESS)
+    ap.add_argument("--cpu-threads", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker == "build":
         build(args.workdir, args.layers)
@@ -793,6 +810,7 @@ def main() -> None:
                 ("mlx-lm resident", "resident", "resident", mlx_dir, here, {}),
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
+                ("almanac cold, 1 CPU thread", "cold-1-thread", "cold", stream_dir, here, {"cpu_threads": 1}),
                 ("almanac cold, prefetch", "cold-prefetch", "cold", stream_dir, here, {"prefetch": "on"}),
                 (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
                 (f"almanac cold, cache {budget}", "cold-cache", "cold", stream_dir, here, {"cache_gb": args.budget_gb}),
