@@ -17,6 +17,10 @@ One call does everything, so it fits one lease of a GPU machine with no network:
                       expert is dropped from the page cache again after it is read
                       (posix_fadvise), as for a model far larger than RAM
    almanac cache      warm, with --cache-gb of expert cache slots on the GPU
+   almanac cold, batch of 4
+                      4 sequences decoded together (BatchGenerator), cold: aggregate decode
+                      tok/s (the first sequence has the others' prompt; each is checked
+                      against its own single run); not among the default --configs
 
    and prints decode tok/s, prefill tok/s, time to first token, bytes read per decode token,
    read GB/s (against the raw rate measured in the same call), MLX's peak GPU memory and the
@@ -266,6 +270,8 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
             }
         return out
 
+    if kind.startswith("batch"):
+        return worker_batch(stream_dir, prompts, tokens, int(kind[len("batch") :]), out)
     files = None
     with llm_engine.load(stream_dir) as engine:  # kernels compiled outside the timings
         files = [engine.path / layer.file for layer in engine.manifest.layers]
@@ -314,6 +320,54 @@ def worker(kind: str, stream_dir: str, prompts: list[int], tokens: int, cache_gb
     return out
 
 
+def worker_batch(stream_dir: Path, prompts: list[int], tokens: int, n: int, out: dict) -> dict:
+    """n sequences cold, decoded together (BatchGenerator); the first has resident's prompt, the
+    others turns of it. Each is then run alone (warm) to check its tokens."""
+    import mlx.core as mx
+
+    import llm_engine
+
+    with llm_engine.load(stream_dir, max_batch=n) as engine:  # kernels compiled outside the timings
+        files = [engine.path / layer.file for layer in engine.manifest.layers]
+        batch = llm_engine.BatchGenerator(engine)
+        for p in range(n):
+            batch.insert(prompt_ids(prompts[0])[::-1][p:], max_tokens=3, ignore_eos=True)
+        while batch:
+            batch.step()
+    for length in prompts:
+        ids = prompt_ids(length)
+        seqs = [ids[i:] + ids[:i] for i in range(n)]
+        evict(files)
+        engine = llm_engine.load(stream_dir, max_batch=n, drop_page_cache=True)
+        batch = llm_engine.BatchGenerator(engine)
+        uids = [batch.insert(q, max_tokens=tokens, ignore_eos=True) for q in seqs]
+        got = {u: [] for u in uids}
+        t0, t_first, first_io = time.perf_counter(), None, None
+        while batch:
+            for step in batch.step():
+                got[step.uid].append(step.token)
+            if t_first is None:
+                t_first, first_io = time.perf_counter(), engine.io.bytes_read
+        stats = batch.stats()
+        singles = [llm_engine.generate(engine, q, max_tokens=tokens, ignore_eos=True).tokens for q in seqs]
+        out["runs"][str(length)] = {
+            "ttft_s": t_first - t0,
+            "prefill_tok_s": n * length / (t_first - t0),
+            "decode_tok_s": stats["aggregate_decode_tok_per_s"],
+            "bytes_per_token": (stats["bytes_read"] - first_io) / max(stats["decode_tokens"], 1),
+            "read_gbps": None,
+            "peak_gpu_bytes": mx.get_peak_memory(),
+            "gpu_used_bytes": gpu_used_bytes(),
+            "peak_rss": rss(),
+            "tokens": got[uids[0]],
+            "same_as_single": all(got[u] == t for u, t in zip(uids, singles)),
+        }
+        engine.close()
+        del engine
+        mx.clear_cache()
+    return out
+
+
 def run_child(kind: str, stream_dir: Path, prompts: list[int], tokens: int, cache_gb: float) -> dict:
     out = subprocess.run(
         [
@@ -345,8 +399,14 @@ def run_child(kind: str, stream_dir: Path, prompts: list[int], tokens: int, cach
 
 # ---------------------------------------------------------------- table
 
-CONFIGS = ("mlx-lm resident", "almanac warm", "almanac cold", "almanac cache")
-KINDS = {"mlx-lm resident": "resident", "almanac warm": "warm", "almanac cold": "cold", "almanac cache": "cache"}
+CONFIGS = ("mlx-lm resident", "almanac warm", "almanac cold", "almanac cache", "almanac cold, batch of 4")
+KINDS = {
+    "mlx-lm resident": "resident",
+    "almanac warm": "warm",
+    "almanac cold": "cold",
+    "almanac cache": "cache",
+    "almanac cold, batch of 4": "batch4",
+}
 
 
 def summarize(rounds: list[dict], prompts: list[int], raws: list[float]) -> list[dict]:
@@ -389,6 +449,8 @@ def summarize(rounds: list[dict], prompts: list[int], raws: list[float]) -> list
                 else None
             )
             row["same_tokens"] = all(run["tokens"] == r["tokens"] for run, r in zip(runs, ref))
+            if "same_as_single" in runs[0]:
+                row["same_as_single"] = all(run["same_as_single"] for run in runs)
             row["decode_all"] = [run["decode_tok_s"] for run in runs]
             rows.append(row)
     return rows
@@ -446,7 +508,7 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--cache-gb", type=float, default=8.0)
-    ap.add_argument("--configs", default=",".join(KINDS.values()))
+    ap.add_argument("--configs", default="resident,warm,cold,cache", help="of: " + ",".join(KINDS.values()))
     ap.add_argument("--parity", action="store_true", help="first run tests/engine/test_parity.py")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--worker", help=argparse.SUPPRESS)

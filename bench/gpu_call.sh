@@ -9,6 +9,7 @@
 #   paths   the four CUDA read paths compared on 4 layers
 #   30b     Qwen3-30B-A3B whole (48 layers) with the fastest read path
 #   235b    18 layers of Qwen3-235B-A22B's shapes (larger than the page cache it is left), cold
+#   batch   Qwen3-30B-A3B whole, 4 sequences decoded together cold beside one sequence cold
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -71,6 +72,12 @@ for stage in $STAGES; do
             --json "$OUT/engine_gpu-qwen3-235b-a22b-18l.json" | tail -14
         rm -rf "$WORK/235b"
         ;;
-    *) echo "unknown stage $stage (parity, paths, 30b, 235b)"; exit 2 ;;
+    batch)
+        ALMANAC_CUDA_READ=$(fastest) timeout 570 python3 bench/engine_gpu.py --workdir "$WORK/30b" \
+            --model qwen3-30b-a3b --prompts 32 --tokens ${TOKENS:-24} --rounds ${ROUNDS:-1} \
+            --configs resident,cold,batch4 --json "$OUT/engine_gpu-qwen3-30b-a3b-batch.json" | tail -8
+        rm -rf "$WORK/30b"
+        ;;
+    *) echo "unknown stage $stage (parity, paths, 30b, 235b, batch)"; exit 2 ;;
     esac
 done
