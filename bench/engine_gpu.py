@@ -19,7 +19,7 @@ One call does everything, so it fits one lease of a GPU machine with no network:
    almanac cache      warm, with --cache-gb of expert cache slots on the GPU
    almanac cold, batch of 4
                       4 sequences decoded together (BatchGenerator), cold: aggregate decode
-                      tok/s (the first sequence has the others' prompt; each is checked
+                      tok/s (the first sequence has resident's prompt, the others turns of it; each is checked
                       against its own single run); not among the default --configs
 
    and prints decode tok/s, prefill tok/s, time to first token, bytes read per decode token,
