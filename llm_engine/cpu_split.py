@@ -44,6 +44,11 @@ def default_parts() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def parts_for(cpu_threads: int | None) -> int:
+    """The parts for load(cpu_threads=...): that many on the CPU (None: default_parts()), 1 on a GPU."""
+    return (cpu_threads or default_parts()) if on_cpu() else 1
+
+
 def streams(n: int) -> list:
     """n places to queue work: the current default stream (None) and n - 1 other CPU streams,
     made once per process and shared by every engine."""

@@ -203,8 +203,7 @@ def forecast(
 ) -> Forecast:
     """expert_cache_gb: forecast that cache (as load(expert_cache_gb=...) sizes it) instead of the
     one memory_bytes leaves room for. cpu_threads: as load's (None: every core, on the CPU)."""
-    from .cpu_split import default_parts
-    from .device import on_cpu
+    from .cpu_split import parts_for
 
     path = Path(path)
     manifest = mf.read_manifest(path)
@@ -223,8 +222,7 @@ def forecast(
 
     expert_rows = {p: max(1, round(p * k / touched(p))) if experts else 1 for p in prompts}
     dense_rows = {p: min(p, 256) for p in prompts}
-    parts = (cpu_threads or default_parts()) if on_cpu() else 1
-    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts)
+    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts_for(cpu_threads))
     blob = max((layer.blob_size for layer in manifest.layers), default=0)
     hit = min(1.0, plan.cache_slots / experts) if experts else 0.0
     dense, head = _quantized_resident_bytes(path, manifest)

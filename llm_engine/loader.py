@@ -13,7 +13,7 @@ from mlx.utils import tree_flatten
 
 from . import manifest as mf
 from . import cpu_split
-from .device import cast_model, on_cpu, read_path
+from .device import cast_model, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .hot_list import Keeper
 from .memory import budget_bytes, parse_memory_gb, plan_memory, process_rss
@@ -334,7 +334,7 @@ def load(
         raise EngineError("context_tokens must be >= 1")
     if cpu_threads is not None and cpu_threads < 1:
         raise EngineError("--cpu-threads must be >= 1")
-    parts = (cpu_threads or cpu_split.default_parts()) if on_cpu() else 1
+    parts = cpu_split.parts_for(cpu_threads)
     if prompt_cache_entries < 0 or prompt_cache_gb < 0:
         raise EngineError("the prompt cache's size must be >= 0")
     manifest = mf.read_manifest(path)

@@ -79,7 +79,8 @@ class StreamingSwitch(nn.Module):
                     self._prefetch_next(np.asarray(guess))
                     guess = None
                 if len(ready) == len(experts) and len(self._streams) == 1:
-                    # Every expert of the call at once (all were cached): run it in one go.
+                    # Every expert of the call at once (all were cached) and one stream: run it in one
+                    # go. (With CPU parts the pairs are cut below, even then.)
                     if 0 < self._store.read_path.device_copy_tokens <= rows.shape[0]:
                         self._bind_device_copy()
                     out = self._inner(x, mx.array(lut[idx], dtype=indices.dtype))
