@@ -23,10 +23,10 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
 PROMPT = "The history of the printing press begins in the fifteenth century, when " * 20
 RUNS = {"mlx-lm resident": ("resident", 0), "almanac": ("almanac", 0), "almanac, 1 CPU thread": ("almanac", 1)}
 
@@ -46,40 +46,16 @@ def build(workdir: Path) -> Path:
 
 
 def worker(kind: str, directory: str, threads: int, tokens: int) -> dict:
-    import mlx.core as mx
+    """One run in this process, with the peers bench's workers (the same timings)."""
+    from engine_peers import worker_almanac, worker_resident
+    from mlx_lm.utils import load_tokenizer
 
-    import llm_engine
-
+    ids = load_tokenizer(Path(directory)).encode(PROMPT)
     if kind == "resident":
-        from mlx_lm.generate import generate_step
-        from mlx_lm.utils import load
-
-        from llm_engine.device import cast_model
-
-        model, tokenizer = load(directory)
-        cast_model(model)
-        mx.eval(model.parameters())
-        ids = tokenizer.encode(PROMPT)
-        t0 = time.perf_counter()
-        out, t_first = [], None
-        for tok, _ in generate_step(mx.array(ids), model, max_tokens=tokens):
-            out.append(int(tok))
-            t_first = t_first or time.perf_counter()
-        t_end = time.perf_counter()
-        return {
-            "prefill_tok_s": len(ids) / (t_first - t0),
-            "decode_tok_s": (len(out) - 1) / (t_end - t_first),
-            "prompt_tokens": len(ids),
-            "tokens": out,
-        }
-    with llm_engine.load(directory, cpu_threads=threads or None) as engine:
-        r = llm_engine.generate(engine, engine.tokenizer.encode(PROMPT), max_tokens=tokens, ignore_eos=True)
-    return {
-        "prefill_tok_s": r.stats["prefill_tok_per_s"],
-        "decode_tok_s": r.stats["decode_tok_per_s"],
-        "prompt_tokens": len(r.prompt_tokens),
-        "tokens": r.tokens,
-    }
+        out = worker_resident(directory, ids, tokens)
+    else:
+        out = worker_almanac(directory, ids, tokens, cold=False, cache_gb=0.0, cpu_threads=threads or None)
+    return dict(out, prompt_tokens=len(ids))
 
 
 def run_child(kind: str, directory: Path, threads: int, tokens: int) -> dict:

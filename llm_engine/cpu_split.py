@@ -11,9 +11,10 @@ each. Two cuts give such pieces without changing a single bit of the result:
   one expert's matrices, M = 1 in the gather kernel either way), so a call's pairs can be cut
   into parts (switch.py).
 
-tests/engine/test_parity.py checks the results against resident mlx-lm on the five
-architectures. On a GPU nothing is cut (one kernel already uses the whole device, and its
-kernels are picked by shape): `parts()` is 1 there.
+tests/engine/test_cpu_split.py checks a cut engine against one thread, bit for bit, and
+tests/engine/test_parity.py against resident mlx-lm, on the five architectures. On a GPU
+nothing is cut (one kernel already uses the whole device, and its kernels are picked by
+shape): `parts_for()` is 1 there.
 """
 
 from __future__ import annotations
@@ -34,10 +35,8 @@ FEATURE_BLOCK = 64
 _extra_streams: list = []
 
 
-def default_parts() -> int:
-    """How many parts a call is cut into by default: one per core on the CPU, none on a GPU."""
-    if not on_cpu():
-        return 1
+def _cores() -> int:
+    """The cores this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS
@@ -45,8 +44,8 @@ def default_parts() -> int:
 
 
 def parts_for(cpu_threads: int | None) -> int:
-    """The parts for load(cpu_threads=...): that many on the CPU (None: default_parts()), 1 on a GPU."""
-    return (cpu_threads or default_parts()) if on_cpu() else 1
+    """The parts for load(cpu_threads=...): that many on the CPU (None: one per core), 1 on a GPU."""
+    return (cpu_threads or _cores()) if on_cpu() else 1
 
 
 def streams(n: int) -> list:
