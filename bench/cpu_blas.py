@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -56,8 +57,7 @@ def _child(openblas: str | None, rounds: int) -> dict:
             mx.eval(f())
             times.append(time.perf_counter() - t)
         out[name] = statistics.median(times)
-    quantized = mx.quantized_matmul(x, wq, scales, biases, True, 64, 4)
-    dequantized = x @ mx.dequantize(wq, scales, biases, 64, 4).T
+    quantized, dequantized = cases["4-bit quantized_matmul"](), cases["dequantize + matmul"]()
     out["max |qmm - dequantize+matmul|"] = mx.abs(quantized - dequantized).max().item()
     out["max |qmm|"] = mx.abs(quantized).max().item()
     return out
@@ -72,6 +72,8 @@ def main() -> None:
     if args.child is not None:
         print(json.dumps(_child(args.child or None, args.rounds)))
         return
+    if not os.path.exists(args.openblas):
+        sys.exit(f"no OpenBLAS at {args.openblas}: pass --openblas PATH (Debian: apt install libopenblas0-pthread)")
     runs = {}
     for label, lib in (("wheel's BLAS", ""), ("OpenBLAS", args.openblas)):
         cmd = [sys.executable, __file__, "--child", lib, "--rounds", str(args.rounds)]
