@@ -115,7 +115,7 @@ class Handler(BaseHTTPRequestHandler):
                         ahead = sent / rate - (time.monotonic() - began)
                         if ahead > 0:
                             time.sleep(ahead)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away (pause, cancel, a timeout): log what was sent
             pass
         self._log(path=path, start=start, status=206 if start is not None else 200, sent=sent)
         if sent < size - first:
