@@ -42,16 +42,18 @@ def check_python() -> Check:
 
 def check_mlx() -> Check:
     try:
+        import llm_engine  # noqa: F401  first: MLX binds its CPU BLAS as it loads (llm_engine/cpu_blas.py)
         import mlx.core as mx
 
         device = mx.default_device()
         value = (mx.arange(4, dtype=mx.float32) * 2).sum().item()
         if value != 12:
             return Check("mlx", False, f"wrong arithmetic on {device}", "reinstall mlx: almanac's install.sh")
+        from llm_engine import cpu_blas
         from llm_engine.device import backend
 
         kind = {"metal": "Metal GPU", "cuda": "CUDA GPU"}.get(
-            backend(), "CPU only (no GPU here; the assistant is slower)"
+            backend(), f"CPU only (no GPU here; the assistant is slower), {cpu_blas.describe()}"
         )
         return Check("mlx", True, f"{mx.__version__} on {kind}")
     except Exception as e:  # an import failure is exactly what this check reports

@@ -9,6 +9,10 @@ Serving over HTTP (the OpenAI and Ollama APIs) lives in `llm_engine.serve`, whic
 import: loading the engine never starts or imports a web server.
 """
 
+from . import cpu_blas
+
+cpu_blas.bind()  # before anything below imports MLX: its CPU matmuls then run on OpenBLAS where there is one
+
 from .batch import BatchGenerator, BatchStep, batch_generate
 from .checks import Problem, info, verify
 from .converter import convert

@@ -26,6 +26,7 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from . import dequant_matmul
 from .device import on_cpu
 
 # A cut of a matmul's output features falls on a multiple of this many features, and a
@@ -71,18 +72,42 @@ def cut_features(n_features: int, n: int) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
-def cut_pairs(positions: np.ndarray, experts: np.ndarray, n: int) -> list[np.ndarray]:
+def cut_pairs(positions: np.ndarray, experts: np.ndarray, n: int, whole_experts: bool = False) -> list[np.ndarray]:
     """Cut a switch call's pairs (their positions and experts) into up to n parts of nearly
-    equal size, in expert order, so each part touches its own few experts' weights."""
-    order = positions[np.argsort(experts, kind="stable")]
-    return [p for p in np.array_split(order, min(n, len(order))) if len(p)]
+    equal size, in expert order, so each part touches its own few experts' weights. With
+    whole_experts, every cut falls between two experts (the dequantizing path then dequantizes
+    each expert once)."""
+    by_expert = np.argsort(experts, kind="stable")
+    order = positions[by_expert]
+    n = min(n, len(order))
+    if not whole_experts or n < 2:
+        return [p for p in np.array_split(order, n) if len(p)]
+    ranked = experts[by_expert]
+    starts = np.flatnonzero(np.r_[True, ranked[1:] != ranked[:-1]])  # where each expert's pairs begin
+    targets = np.arange(1, n) * len(order) / n
+    cuts = np.unique(starts[np.abs(starts[:, None] - targets[None, :]).argmin(axis=0)])
+    return [p for p in np.split(order, cuts[cuts > 0]) if len(p)]
 
 
 def _matmul_by_parts(module, x: mx.array, ranges, parts: list) -> mx.array:
     weight, scales, biases = module["weight"], module["scales"], module.get("biases")
+    dequantizing = dequant_matmul.enabled() and dequant_matmul.many_rows(x)
     outs = []
     for (lo, hi), stream in zip(ranges, parts):
         with on(stream):
+            if dequantizing:  # a prefill on OpenBLAS (dequant_matmul.py)
+                outs.append(
+                    dequant_matmul.matmul(
+                        x,
+                        weight[lo:hi],
+                        scales[lo:hi],
+                        None if biases is None else biases[lo:hi],
+                        module.group_size,
+                        module.bits,
+                        module.mode,
+                    )
+                )
+                continue
             outs.append(
                 mx.quantized_matmul(
                     x,
@@ -125,8 +150,10 @@ _SPLIT_CLASSES = {nn.QuantizedLinear: SplitQuantizedLinear, nn.QuantizedEmbeddin
 def split_linears(model: nn.Module, n: int) -> int:
     """Cut every quantized linear layer of `model` (and a quantized embedding, for a tied output
     head) into up to n parts; returns how many layers were cut. Switch layers are other classes
-    and are left alone (switch.py cuts their pairs)."""
-    if n < 2:
+    and are left alone (switch.py cuts their pairs). When prefills dequantize (dequant_matmul.py),
+    the layers left whole get the class too, in one part: it is where that path is taken."""
+    uncut_too = dequant_matmul.enabled()
+    if n < 2 and not uncut_too:
         return 0
     parts = streams(n)
     cut = 0
@@ -135,10 +162,10 @@ def split_linears(model: nn.Module, n: int) -> int:
         if split_class is None:
             continue
         ranges = cut_features(module["weight"].shape[0], n)
-        if len(ranges) < 2:
+        if len(ranges) < 2 and not uncut_too:
             continue
         object.__setattr__(module, "_ranges", ranges)
         object.__setattr__(module, "_parts", parts[: len(ranges)])
         module.__class__ = split_class
-        cut += 1
+        cut += len(ranges) > 1
     return cut

@@ -7,7 +7,7 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_unflatten
 
-from . import cpu_split
+from . import cpu_split, dequant_matmul
 from .store import LayerStore
 
 
@@ -36,6 +36,8 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_bound", None)
         object.__setattr__(self, "_streams", cpu_split.streams(parts))
+        # A prefill's projections as dequantize + matmul on OpenBLAS (dequant_matmul.py): set per call.
+        object.__setattr__(self, "_dequantizing", dequant_matmul.install(inner) if dequant_matmul.enabled() else [])
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)
@@ -71,6 +73,10 @@ class StreamingSwitch(nn.Module):
         experts, counts = np.unique(flat, return_counts=True)
         groups = self._store.plan_call(experts, counts)  # picks the bank this call reads into
         self._bind()
+        # Decided for the whole call, never per part, so an engine cut in parts computes as one part.
+        dequantize = bool(self._dequantizing) and flat.size >= dequant_matmul.MIN_ROWS * len(experts)
+        for projection in self._dequantizing:
+            projection.by_dequantize = dequantize
         outs, order = [], []
         for g, group in enumerate(groups):
             pending = []
@@ -87,7 +93,8 @@ class StreamingSwitch(nn.Module):
                     mx.eval(out)  # before the bank is overwritten by the next call using it
                     return out
                 pos = np.flatnonzero(np.isin(flat, ready))
-                for stream, part in zip(self._streams, cpu_split.cut_pairs(pos, flat[pos], len(self._streams))):
+                cut = cpu_split.cut_pairs(pos, flat[pos], len(self._streams), whole_experts=dequantize)
+                for stream, part in zip(self._streams, cut):
                     with cpu_split.on(stream):
                         y = self._inner(
                             rows[mx.array(part // k)], mx.array(lut[flat[part]][:, None], dtype=indices.dtype)

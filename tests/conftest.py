@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+# MLX binds its CPU BLAS when it is first loaded. llm_engine first, as in Almanac's model processes
+# (llm_engine/cpu_blas.py), so the engine and resident mlx-lm compare on the same BLAS in every test.
+import llm_engine  # noqa: F401
+
 from almanac_testing import ROOT, free_port, stop_process, wait_http, zim
 
 SHARED_BOOKS = ("example", "small_withns", "small_nons", "poor", "corner_cases", "wikibooks_be_all_nopic_2017-02")

@@ -1,0 +1,175 @@
+"""A prefill's quantized products as dequantize + matmul on OpenBLAS (cpu_blas.py, dequant_matmul.py):
+MLX really binds there, the path computes what the quantized kernels compute (to fp32 rounding), a
+row's bits do not depend on the rest of its call, and an engine's prefill really takes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import mlx.core as mx
+import numpy as np
+import pytest
+from mlx_lm.models.cache import make_prompt_cache
+from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU
+
+import llm_engine
+from llm_engine import cpu_blas, cpu_split, dequant_matmul
+from llm_engine.device import on_cpu
+
+from engine_testing import ROOT, greedy_with_logits, random_prompt, resident_reference
+from tinymoe import ARCHS
+
+pytestmark = pytest.mark.skipif(not on_cpu(), reason="the CPU's BLAS")
+needs_openblas = pytest.mark.skipif(not dequant_matmul.enabled(), reason=f"no OpenBLAS: {cpu_blas.describe()}")
+
+# Run in a fresh interpreter: MLX's fp32 matmul next to OpenBLAS's own cblas_sgemm on the same data.
+_PROBE = r"""
+import ctypes, json, sys
+import numpy as np
+first = sys.argv[1]
+if first == "llm_engine":
+    import llm_engine
+    from llm_engine import cpu_blas
+import mlx.core as mx
+blas = ctypes.CDLL("libopenblas.so.0")  # OpenBLAS's own product, whichever BLAS MLX bound
+blas.openblas_set_num_threads(1)
+rng = np.random.default_rng(0)
+a = rng.standard_normal((48, 1024), dtype=np.float32)
+b = rng.standard_normal((96, 1024), dtype=np.float32)
+mine = np.array(mx.array(a) @ mx.array(b).T)
+theirs = np.zeros((48, 96), dtype=np.float32)
+p = ctypes.POINTER(ctypes.c_float)
+blas.cblas_sgemm(101, 111, 112, 48, 96, 1024, ctypes.c_float(1.0), a.ctypes.data_as(p), 1024,
+                 b.ctypes.data_as(p), 1024, ctypes.c_float(0.0), theirs.ctypes.data_as(p), 96)
+print(json.dumps({"same_bits": bool(np.array_equal(mine, theirs)), "close": bool(np.allclose(mine, theirs, atol=1e-3)),
+                  "describe": cpu_blas.describe() if first == "llm_engine" else ""}))
+"""
+
+
+def _probe(first: str, **env) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, first],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **env},
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@needs_openblas
+def test_mlx_computes_its_fp32_matmul_with_openblas_once_llm_engine_loads_it_first():
+    bound = _probe("llm_engine")
+    assert bound["same_bits"] and bound["describe"].startswith("OpenBLAS ")
+    # The same check fails where MLX keeps the wheel's BLAS: the probe can tell them apart.
+    for kept in (_probe("mlx"), _probe("llm_engine", ALMANAC_CPU_BLAS="off")):
+        assert kept["close"] and not kept["same_bits"]
+
+
+def test_binding_too_late_or_switched_off_says_why():
+    script = "import mlx.core, llm_engine; from llm_engine import cpu_blas; print(cpu_blas.bound(), cpu_blas.describe())"
+    late = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert late.stdout.startswith("False the MLX wheel's BLAS (MLX was loaded before llm_engine"), late.stderr
+    script = "import llm_engine; from llm_engine import cpu_blas; print(cpu_blas.bound(), cpu_blas.describe())"
+    env = {**os.environ, "ALMANAC_CPU_BLAS": "off"}
+    off = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert off.stdout.strip() == "False the MLX wheel's BLAS (ALMANAC_CPU_BLAS=off)", off.stderr
+    env["ALMANAC_CPU_BLAS"] = "/nonexistent/libopenblas.so"
+    gone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert gone.stdout.startswith("False the MLX wheel's BLAS (no OpenBLAS (/nonexistent/libopenblas.so"), gone.stderr
+    assert "apt install libopenblas0-pthread" in gone.stdout
+
+
+@needs_openblas
+def test_a_rows_bits_do_not_depend_on_the_rest_of_its_call():
+    """What lets an engine cut in CPU parts give the bits of one part on this path: a linear layer's
+    output features cut on 64-feature blocks, for calls of MIN_ROWS rows or more (OpenBLAS takes other
+    kernels for a very few rows, so an expert's rows are never cut: cpu_split.cut_pairs(whole_experts))."""
+    mx.random.seed(3)
+    w = mx.random.normal((320, 512))
+    wq, scales, biases = mx.quantize(w, 64, 4)
+    x = mx.random.normal((90, 512))
+    whole = dequant_matmul.matmul(x, wq, scales, biases, 64, 4, "affine")
+    mx.eval(whole)
+    for lo, hi in ((0, 16), (0, 17), (17, 90), (40, 60)):
+        rows = dequant_matmul.matmul(x[lo:hi], wq, scales, biases, 64, 4, "affine")
+        assert np.array_equal(np.array(rows), np.array(whole[lo:hi])), (lo, hi)
+    for lo, hi in ((0, 64), (64, 320), (128, 192)):
+        part = dequant_matmul.matmul(x, wq[lo:hi], scales[lo:hi], biases[lo:hi], 64, 4, "affine")
+        assert np.array_equal(np.array(part), np.array(whole[:, lo:hi])), (lo, hi)
+
+
+def _switch_linear(n_in: int, n_out: int, mode: str, bias: bool, seed: int) -> QuantizedSwitchLinear:
+    """A quantized switch projection of 8 experts with random weights (mxfp4: no biases, groups of 32)."""
+    mx.random.seed(seed)
+    group = 32 if mode == "mxfp4" else 64
+    layer = QuantizedSwitchLinear(n_in, n_out, 8, bias=bias, group_size=group, bits=4, mode=mode)
+    weight, scales, *biases = mx.quantize(mx.random.normal((8, n_out, n_in)) * 0.1, group, 4, mode=mode)
+    layer.weight, layer.scales = weight, scales
+    if biases:
+        layer.biases = biases[0]
+    if bias:
+        layer.bias = mx.random.normal((8, n_out))
+    return layer
+
+
+@pytest.mark.parametrize("mode, bias", [("affine", False), ("affine", True), ("mxfp4", True)])
+@pytest.mark.parametrize("tokens", [3, 40])  # mlx-lm sorts the pairs of calls of 64 or more itself
+def test_the_dequantizing_switch_computes_what_gather_qmm_computes(mode, bias, tokens):
+    glu = SwitchGLU(256, 192, 8)  # the real caller: its sorting, broadcasting and activation
+    glu.gate_proj, glu.up_proj = (_switch_linear(256, 192, mode, bias, seed=tokens + i) for i in (1, 2))
+    glu.down_proj = _switch_linear(192, 256, mode, bias, seed=tokens + 3)
+    mx.random.seed(tokens)
+    x = mx.random.normal((1, tokens, 256))
+    indices = mx.array(np.random.default_rng(tokens).integers(0, 8, size=(1, tokens, 2)).astype(np.uint32))
+    want = glu(x, indices)
+    mx.eval(want)
+    found = dequant_matmul.install(glu)
+    assert len(found) == 3 and all(isinstance(p, dequant_matmul.DequantizingSwitchLinear) for p in found)
+    assert np.array_equal(np.array(glu(x, indices)), np.array(want))  # by_dequantize off: the kernel's bits
+    for p in found:
+        p.by_dequantize = True
+    got = glu(x, indices)
+    assert got.shape == want.shape
+    # fp32 both ways, summed in another order: a few units in the last place of the largest output.
+    np.testing.assert_allclose(np.array(got), np.array(want), rtol=0, atol=1e-5 * float(mx.abs(want).max()))
+    assert not np.array_equal(np.array(got), np.array(want))  # it did take the other path
+
+
+def test_pairs_cut_on_whole_experts_keep_each_expert_in_one_part():
+    experts = np.array([5, 1, 5, 0, 1, 1, 9, 0, 5, 2, 2, 2])
+    positions = np.arange(len(experts))
+    parts = cpu_split.cut_pairs(positions, experts, 2, whole_experts=True)
+    assert sorted(np.concatenate(parts).tolist()) == positions.tolist()
+    # In expert order 0 0 1 1 1 | 2 2 2 5 5 5 9: the boundary nearest the middle (5 and 7 pairs).
+    assert [sorted(set(experts[p].tolist())) for p in parts] == [[0, 1], [2, 5, 9]]
+    assert len(cpu_split.cut_pairs(positions, np.zeros(12, dtype=int), 3, whole_experts=True)) == 1
+    assert len(cpu_split.cut_pairs(positions[:1], experts[:1], 4, whole_experts=True)) == 1
+
+
+@needs_openblas
+@pytest.mark.parametrize("arch", ARCHS)
+def test_a_prefill_takes_the_dequantizing_path_and_matches_resident_mlx_lm(checkpoints, arch, monkeypatch):
+    calls = []
+    real = dequant_matmul.matmul
+    monkeypatch.setattr(dequant_matmul, "matmul", lambda x, *a, **k: calls.append(x.shape) or real(x, *a, **k))
+    prompt = random_prompt(300, seed=11)
+    want_tokens, want_logits = greedy_with_logits(resident_reference(checkpoints, arch), prompt, 8)
+    calls.clear()  # resident mlx-lm never takes it
+    with llm_engine.load(checkpoints.streamed(arch)) as engine:
+        got_tokens, got_logits = greedy_with_logits(engine.model, prompt, 8)
+        assert got_tokens == want_tokens
+        np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=1e-4)
+        # Both kinds of layer take it in a prefill (a 300-row linear, an expert's rows); a decode step does not.
+        calls.clear()
+        cache = make_prompt_cache(engine.model)
+        mx.eval(engine.model(mx.array(prompt)[None], cache=cache))
+        assert any(shape[-2] == 300 for shape in calls) and any(shape[-2] < 300 for shape in calls)
+        calls.clear()
+        mx.eval(engine.model(mx.array([[got_tokens[0]]]), cache=cache))
+        assert calls == []
