@@ -5,11 +5,19 @@ Builds (once, in --workdir) a synthetic 4-bit checkpoint with Qwen3-30B-A3B's la
 vocabulary so it builds in minutes, converts it with Almanac, and runs, each in its own process,
 on the same prompt token ids (--prompts, 32 and 1,500 tokens by default):
 
-  mlx-lm resident         the whole quantized model in memory (the reference for tokens)
+  mlx-lm resident         the whole quantized model in memory (the reference for tokens and
+                          ratios), as shipped: the MLX wheel's BLAS (the reference BLAS on Linux)
+  mlx-lm resident, OpenBLAS
+                          the same with the system's OpenBLAS preloaded (LD_PRELOAD, its default
+                          threads), as a user could run it: faster attention, same quantized kernels
   almanac warm / cold     experts streamed with the OS page cache only; cold evicts the files
                           with posix_fadvise(DONTNEED) first and drops every expert again after
                           reading it, so each token reads from the disk
   almanac ... cache       the same with an expert cache of --budget-gb
+  almanac cold, wheel's BLAS
+                          cold with ALMANAC_CPU_BLAS=off: the engine without OpenBLAS (every other
+                          almanac row binds it, llm_engine/cpu_blas.py, and computes a prefill's
+                          quantized products as dequantize + matmul there)
   almanac cold, 1 thread  cold with the CPU's work on MLX's one thread (--cpu-threads 1), as
                           resident mlx-lm runs; the other rows spread it over every core
   almanac cold, batch N   N sequences decoded together (BatchGenerator), cold: aggregate
@@ -579,12 +587,17 @@ def worker(args) -> dict:
 
         pack(args.dir, args.out)
         return {}
+    if mode == "blas":
+        from llm_engine import cpu_blas
+
+        return {"bound": cpu_blas.bound(), "describe": cpu_blas.describe()}
     if mode == "forecast":
         return worker_forecast(args.dir, [int(p) for p in args.prompts.split(",")], args.cache_gb)
     if mode.startswith("llama"):
         return worker_llama(args.dir, prompt, args.tokens, cold=mode.endswith("cold"))
     if mode.startswith("nunspark"):
         return worker_nunspark(args.dir, args.out, prompt, args.tokens, mode.endswith("cold"), args.cache_gb)
+    import llm_engine  # noqa: F401  first: it binds MLX's CPU BLAS (llm_engine/cpu_blas.py; ALMANAC_CPU_BLAS=off keeps the wheel's)
     import mlx_lm.utils  # noqa: F401  (imported before the baseline, as the runs need it)
 
     if mode == "resident":
@@ -602,7 +615,13 @@ def worker(args) -> dict:
     )
 
 
-def run_child(mode: str, directory: Path, python: str = sys.executable, **opts) -> dict:
+# The MLX wheel's own BLAS (reference BLAS on Linux): mlx-lm as shipped, and the engine before cpu_blas.py.
+WHEEL_BLAS = {"ALMANAC_CPU_BLAS": "off"}
+# mlx-lm given the same OpenBLAS the way a user would give it, preloaded, with its default threads.
+OPENBLAS_PRELOAD = {"env": {"ALMANAC_CPU_BLAS": "off", "LD_PRELOAD": "libopenblas.so.0"}}
+
+
+def run_child(mode: str, directory: Path, python: str = sys.executable, env: dict | None = None, **opts) -> dict:
     cmd = [python, __file__, "--worker", mode, "--dir", str(directory)]
     for k, v in opts.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
@@ -612,7 +631,7 @@ def run_child(mode: str, directory: Path, python: str = sys.executable, **opts) 
         text=True,
         check=False,
         cwd=ROOT,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT)),
+        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **(env or {})),
     )
     if out.returncode != 0:
         tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
@@ -739,8 +758,9 @@ def main() -> None:
     ap.add_argument(
         "--long-configs",
         default="all",
-        help="for prompts over 256 tokens, only these rows (comma-separated: resident, warm, cold, warm-cache, "
-        "cold-cache, cold-1-thread, cold-prefetch, nunspark-warm, nunspark-cold, llama-warm, llama-cold); the others "
+        help="for prompts over 256 tokens, only these rows (comma-separated: resident, resident-openblas, warm, cold, "
+        "cold-wheel-blas, warm-cache, cold-cache, cold-1-thread, cold-prefetch, nunspark-warm, nunspark-cold, "
+        "llama-warm, llama-cold); the others "
         "say they were skipped",
     )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -785,6 +805,9 @@ def main() -> None:
         r = run_child("nunspark-pack", mlx_dir, python=ns_py, out=packed)
         if "error" in r:
             ns_py, notes["nunspark"] = None, r["error"]
+    blas = run_child("blas", stream_dir)
+    openblas_py = sys.executable if blas.get("bound") else None
+    notes["OpenBLAS"] = blas.get("describe") or blas.get("error", "?")
     prompts = [int(p) for p in args.prompts.split(",")]
     forecast = run_child("forecast", stream_dir, prompts=args.prompts, cache_gb=args.budget_gb)
     raw, how = raw_read_gbps(expert_files[0])
@@ -807,9 +830,11 @@ def main() -> None:
             here = sys.executable
             # (row, --long-configs name, worker mode, directory, interpreter or None with why not, options)
             plan = [
-                ("mlx-lm resident", "resident", "resident", mlx_dir, here, {}),
+                ("mlx-lm resident", "resident", "resident", mlx_dir, here, {"env": WHEEL_BLAS}),
+                ("mlx-lm resident, OpenBLAS", "resident-openblas", "resident", mlx_dir, openblas_py, OPENBLAS_PRELOAD),
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
+                ("almanac cold, wheel's BLAS", "cold-wheel-blas", "cold", stream_dir, here, {"env": WHEEL_BLAS}),
                 ("almanac cold, 1 CPU thread", "cold-1-thread", "cold", stream_dir, here, {"cpu_threads": 1}),
                 ("almanac cold, prefetch", "cold-prefetch", "cold", stream_dir, here, {"prefetch": "on"}),
                 (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
@@ -825,7 +850,7 @@ def main() -> None:
             for kind in ("warm", "cold"):
                 key = f"llama.cpp {kind}, {os.cpu_count()} threads, mmap"
                 plan.append((key, f"llama-{kind}", f"llama-{kind}", mlx_dir, llama_py, {}))
-            why = {"nunspark": notes["nunspark"], "llama": notes["llama.cpp"]}
+            why = {"nunspark": notes["nunspark"], "llama": notes["llama.cpp"], "resident": notes["OpenBLAS"]}
             rows = {}
             warm([mlx_dir / "model.safetensors"])
             for key, config, mode, directory, python, extra in plan:

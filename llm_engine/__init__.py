@@ -9,10 +9,9 @@ Serving over HTTP (the OpenAI and Ollama APIs) lives in `llm_engine.serve`, whic
 import: loading the engine never starts or imports a web server.
 """
 
-from . import cpu_blas
-
-cpu_blas.bind()  # before anything below imports MLX: its CPU matmuls then run on OpenBLAS where there is one
-
+# First: importing cpu_blas binds MLX's CPU matmuls to OpenBLAS where there is one, which works only
+# before anything (the imports below) loads MLX.
+from . import cpu_blas  # noqa: F401
 from .batch import BatchGenerator, BatchStep, batch_generate
 from .checks import Problem, info, verify
 from .converter import convert

