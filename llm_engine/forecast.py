@@ -5,9 +5,10 @@ From the layout (manifest.json, config.json, the safetensors headers), the memor
 
 * reads: random expert blobs of the model's own files, with the engine's thread count, once
   bypassing the page cache (O_DIRECT, else evicted with posix_fadvise) and once from it;
-* compute: MLX's quantized matrix-vector product on one expert's shapes, at one row (a decode
-  token) and at the rows per expert a prefill chunk gives, timed on this device, on as many CPU
-  streams at once as the engine cuts its work into (cpu_split.py).
+* compute: the engine's product on one expert's shapes, at one row (a decode token) and at the
+  rows per expert a prefill chunk gives, timed on this device, on as many CPU streams at once as
+  the engine cuts its work into (cpu_split.py): MLX's quantized matmul, or dequantize + matmul
+  for as many rows as the engine computes that way (dequant_matmul.py).
 
 The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
 cache of S slots out of E experts hits S/E of the time and a prompt of P tokens touches
@@ -108,11 +109,11 @@ class ComputeTest:
 def measure_compute(
     manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds: float = 0.3, parts: int = 1
 ) -> ComputeTest:
-    """Time mx.quantized_matmul on one expert's first projection (this device, its compute dtype),
+    """Time the engine's product on one expert's first projection (this device, its compute dtype),
     `parts` products at once on as many streams (the engine's cut of its work over the CPU's cores)."""
     import mlx.core as mx
 
-    from . import cpu_split
+    from . import cpu_split, dequant_matmul
     from .device import compute_dtype
 
     layer = next((layer for layer in manifest.layers if layer.quantization), None)
@@ -132,10 +133,14 @@ def measure_compute(
     streams = cpu_split.streams(parts)
 
     def products(x):
+        dequantizing = dequant_matmul.enabled() and dequant_matmul.many_rows(x)
         outs = []
         for stream in streams:
             with cpu_split.on(stream):
-                outs.append(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
+                if dequantizing:
+                    outs.append(dequant_matmul.matmul(x, w, scales, biases, q["group_size"], q["bits"], "affine"))
+                else:
+                    outs.append(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
         mx.eval(outs)
 
     def rate(n: int) -> float:

@@ -85,14 +85,22 @@ def test_cutting_keeps_the_parameters_and_their_names():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch):
+def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch, monkeypatch):
     """Three parts on this 2-core CI machine: more streams than cores, uneven cuts, both kinds
-    of layer (the switch calls' pairs and the resident quantized layers). The prompt is long enough
+    of layer (the switch calls' pairs and the resident quantized layers) and the attention. The prompt is long enough
     for its prefill to take the dequantizing path where OpenBLAS is bound; the decode steps do not."""
     path = checkpoints.streamed(arch)
     prompt = random_prompt(120, seed=3)
-    runs = {}
+    runs, attention = {}, {}
+    real_sdpa = mx.fast.scaled_dot_product_attention
     for threads in (1, 3):
+        calls = attention[threads] = []
+
+        def sdpa(q, k, v, calls=calls, **kw):
+            calls.append((q.shape[2], k.shape[1]))  # query rows, key/value heads
+            return real_sdpa(q, k, v, **kw)
+
+        monkeypatch.setattr(mx.fast, "scaled_dot_product_attention", sdpa)
         with llm_engine.load(path, cpu_threads=threads) as engine:
             switches = [m for _, m in engine.model.named_modules() if isinstance(m, StreamingSwitch)]
             assert {len(s._streams) for s in switches} == {threads}
@@ -105,8 +113,42 @@ def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch
             runs[threads] = greedy_with_logits(engine.model, prompt, 12)
     assert runs[1][0] == runs[3][0]
     assert np.array_equal(runs[1][1], runs[3][1])
+    # The prefill's attention was cut by key/value heads in the cut engine, and only there.
+    prefill = {n: [kv for rows, kv in calls if rows >= cpu_split.ATTENTION_ROWS] for n, calls in attention.items()}
+    assert prefill[1] and min(prefill[1]) >= 2
+    assert len(prefill[3]) > len(prefill[1]) and max(prefill[3]) < min(prefill[1])
+    decode = {n: [c for c in calls if c[0] < cpu_split.ATTENTION_ROWS] for n, calls in attention.items()}
+    assert decode[1] and decode[1] == decode[3]  # a decode step's attention is left whole
 
 
 def test_cpu_threads_below_one_is_refused(checkpoints):
     with pytest.raises(EngineError, match="cpu-threads"):
         llm_engine.load(checkpoints.streamed(ARCHS[0]), cpu_threads=0)
+
+
+@pytest.mark.parametrize("mask", ["causal", "array", None])
+@pytest.mark.parametrize("sinks", [False, True])
+def test_attention_cut_by_key_value_heads_gives_the_same_bits(mask, sinks):
+    from mlx_lm.models import base
+
+    mx.random.seed(5)
+    q, k, v = mx.random.normal((1, 8, 40, 16)), mx.random.normal((1, 4, 40, 16)), mx.random.normal((1, 4, 40, 16))
+    m = {"causal": "causal", "array": mx.random.uniform(shape=(40, 40)) > 0.3, None: None}[mask]
+    extra = {"sinks": mx.random.normal((8,))} if sinks else {}
+    want = base.scaled_dot_product_attention(q, k, v, cache=None, scale=0.25, mask=m, **extra)
+    cut = cpu_split._cut_sdpa(base.scaled_dot_product_attention)
+    assert np.array_equal(np.array(cut(q, k, v, cache=None, scale=0.25, mask=m, **extra)), np.array(want))
+    for n in (2, 3):
+        token = cpu_split._attention_parts.set(tuple(cpu_split.streams(n)))
+        try:
+            got = cut(q, k, v, cache=None, scale=0.25, mask=m, **extra)
+        finally:
+            cpu_split._attention_parts.reset(token)
+        assert np.array_equal(np.array(got), np.array(want)), n
+
+
+def test_attention_is_cut_only_inside_the_engine_models_calls(checkpoints):
+    with llm_engine.load(checkpoints.streamed(ARCHS[0]), cpu_threads=2) as engine:
+        assert len(engine.model._attention_parts) == 2
+        assert cpu_split._attention_parts.get() == ()  # outside its calls: nothing is cut
+        assert type(engine.model).__name__ == type(engine.model).__mro__[1].__name__  # its class keeps its name
