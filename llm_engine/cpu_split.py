@@ -11,7 +11,7 @@ each. Two cuts give such pieces without changing a single bit of the result:
   one expert's matrices, M = 1 in the gather kernel either way), so a call's pairs can be cut
   into parts (switch.py);
 - attention's query heads depend only on their own key/value head, so a prefill's attention
-  can be cut by groups of key/value heads (cut_attention: 2x on a layer of 1,500 tokens).
+  can be cut by groups of key/value heads (cpu_attention.py).
 
 tests/engine/test_cpu_split.py checks a cut engine against one thread, bit for bit, and
 tests/engine/test_parity.py against resident mlx-lm, on the five architectures. On a GPU
@@ -22,10 +22,7 @@ shape): `parts_for()` is 1 there.
 from __future__ import annotations
 
 import contextlib
-import contextvars
-import inspect
 import os
-import sys
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -174,100 +171,3 @@ def split_linears(model: nn.Module, n: int) -> int:
         module.__class__ = split_class
         cut += len(ranges) > 1
     return cut
-
-
-# -- attention, cut by groups of key/value heads
-
-# Query rows from which a call's attention is cut (a prefill; a decode step's is small).
-ATTENTION_ROWS = 16
-# The parts of the engine model's call now running (set by its class, see cut_attention); empty
-# for any other model in the process, resident mlx-lm included, whose attention is left as it was.
-_attention_parts: contextvars.ContextVar = contextvars.ContextVar("almanac_attention_parts", default=())
-
-
-def _cut_sdpa(original):
-    """mlx-lm's scaled_dot_product_attention, its heads cut into the current parts when there are any."""
-    signature = inspect.signature(original)
-
-    def scaled_dot_product_attention(queries, keys, values, *args, **kwargs):
-        parts = _attention_parts.get()
-        call = signature.bind(queries, keys, values, *args, **kwargs)
-        call.apply_defaults()
-        a = call.arguments
-        heads, kv_heads = queries.shape[1], keys.shape[1]
-        if (
-            len(parts) < 2
-            or kv_heads < 2
-            or heads % kv_heads
-            or queries.shape[2] < ATTENTION_ROWS
-            or hasattr(a.get("cache"), "bits")  # a quantized KV cache: its own kernel
-            or set(a) - {"queries", "keys", "values", "cache", "scale", "mask", "sinks"}
-        ):
-            return original(queries, keys, values, *args, **kwargs)
-        per_kv = heads // kv_heads
-        mask, sinks = a.get("mask"), a.get("sinks")
-        outs = []
-        for (lo, hi), stream in zip(_even_ranges(kv_heads, len(parts)), parts):
-            q = slice(lo * per_kv, hi * per_kv)
-            m = mask[:, q] if isinstance(mask, mx.array) and mask.ndim == 4 and mask.shape[1] == heads else mask
-            with on(stream):
-                outs.append(
-                    mx.fast.scaled_dot_product_attention(
-                        queries[:, q],
-                        keys[:, lo:hi],
-                        values[:, lo:hi],
-                        scale=a["scale"],
-                        mask=m,
-                        sinks=None if sinks is None else sinks[q],
-                    )
-                )
-        return mx.concatenate(outs, axis=1)
-
-    scaled_dot_product_attention.almanac_original = original
-    return scaled_dot_product_attention
-
-
-def _even_ranges(n: int, parts: int) -> list[tuple[int, int]]:
-    parts = min(parts, n)
-    edges = [round(n * i / parts) for i in range(parts + 1)]
-    return list(zip(edges[:-1], edges[1:]))
-
-
-_models_cutting_attention: dict = {}
-
-
-def _cutting_class(cls):
-    """A subclass of the model's class whose calls run with its attention parts set."""
-    if cls not in _models_cutting_attention:
-
-        def __call__(self, *args, **kwargs):
-            token = _attention_parts.set(self._attention_parts)
-            try:
-                return cls.__call__(self, *args, **kwargs)
-            finally:
-                _attention_parts.reset(token)
-
-        members = {"__call__": __call__, "__module__": cls.__module__}
-        _models_cutting_attention[cls] = type(cls.__name__, (cls,), members)
-    return _models_cutting_attention[cls]
-
-
-def cut_attention(model: nn.Module, n: int) -> int:
-    """Cut the model's prefill attention into up to n parts by key/value heads; returns how many
-    mlx-lm modules' scaled_dot_product_attention now cut (0 when n < 2). The function is wrapped in
-    the modules the model's layers come from, and cuts only inside this model's calls."""
-    if n < 2:
-        return 0
-    found = 0
-    for name in sorted({type(m).__module__ for _, m in model.named_modules()}):
-        module = sys.modules.get(name)
-        sdpa = getattr(module, "scaled_dot_product_attention", None)
-        if sdpa is None:
-            continue
-        if not hasattr(sdpa, "almanac_original"):
-            module.scaled_dot_product_attention = _cut_sdpa(sdpa)
-        found += 1
-    if found:
-        object.__setattr__(model, "_attention_parts", tuple(streams(n)))
-        model.__class__ = _cutting_class(type(model))
-    return found

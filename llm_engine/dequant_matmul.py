@@ -8,10 +8,11 @@ MIN_ROWS rows per weight matrix is computed this way, when cpu_blas bound OpenBL
 
 - a linear layer (cpu_split.SplitQuantizedLinear, the output head included): when its input has
   MIN_ROWS rows or more;
-- a switch layer's projections (mlx-lm's QuantizedSwitchLinear, given the class
-  DequantizingSwitchLinear by install()): when StreamingSwitch finds that its call has MIN_ROWS
-  (token, expert) pairs per routed expert or more, it sets `by_dequantize` on them for that call,
-  and each expert's rows are then one matmul on its dequantized weights.
+- a switch layer (mlx-lm's SwitchGLU or SwitchMLP): when StreamingSwitch finds that its call has
+  MIN_ROWS (token, expert) pairs per routed expert or more, it computes the call expert by expert
+  (expert_rows): each expert's rows one matmul per projection on its dequantized weights, the
+  layer's own activation between them, with no wait for the device (the pairs' experts are known on
+  the host).
 
 A decode step (one row a sequence, a few sequences) keeps the quantized kernel and its bits. This
 path is not the same bits as that kernel (fp32 both, another order of summation: 4e-4 in 267 on the
@@ -27,7 +28,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
-from mlx_lm.models.switch_layers import QuantizedSwitchLinear
+from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
 from . import cpu_blas
 from .device import on_cpu
@@ -67,54 +68,41 @@ def matmul(x: mx.array, weight, scales, biases, group_size: int, bits: int, mode
     return rows.reshape(*x.shape[:-1], w.shape[0])
 
 
-class DequantizingSwitchLinear(QuantizedSwitchLinear):
-    """mlx-lm's QuantizedSwitchLinear that, while `by_dequantize` is set, computes each expert's rows
-    of the call as one matmul on that expert's dequantized weights (same shapes in and out)."""
-
-    by_dequantize = False
-
-    def __call__(self, x, indices, sorted_indices=False):
-        if not self.by_dequantize:
-            return super().__call__(x, indices, sorted_indices)
-        shape, width = indices.shape, x.shape[-1]
-        # One row per (token, expert) pair, as gather_qmm broadcasts them.
-        rows = mx.broadcast_to(x, (*shape, 1, width)).reshape(-1, width)
-        experts = np.asarray(indices).reshape(-1)
-        order = np.argsort(experts, kind="stable")
-        in_order = bool((order[1:] > order[:-1]).all())  # mlx-lm sorted them (calls of 64 pairs or more)
-        if not in_order:
-            rows = rows[mx.array(order)]
-            experts = experts[order]
-        starts = np.flatnonzero(np.r_[True, experts[1:] != experts[:-1]])
-        biases = self.get("biases")
-        outs = []
-        for a, b in zip(starts, np.r_[starts[1:], len(experts)]):
-            e = int(experts[a])
-            y = matmul(
-                rows[int(a) : int(b)],
-                self["weight"][e],
-                self["scales"][e],
-                None if biases is None else biases[e],
-                self.group_size,
-                self.bits,
-                self.mode,
-                self.global_scale,
-            )
-            if "bias" in self:
-                y = y + self["bias"][e]
-            outs.append(y)
-        out = mx.concatenate(outs)
-        if not in_order:
-            out = out[mx.array(np.argsort(order))]
-        return out.reshape(*shape, 1, out.shape[-1])
+def _expert_product(projection, x: mx.array, slot: int) -> mx.array:
+    """One expert's rows through one of mlx-lm's quantized switch projections, dequantized."""
+    biases = projection.get("biases")
+    y = matmul(
+        x,
+        projection["weight"][slot],
+        projection["scales"][slot],
+        None if biases is None else biases[slot],
+        projection.group_size,
+        projection.bits,
+        projection.mode,
+        getattr(projection, "global_scale", None),
+    )
+    return y + projection["bias"][slot] if "bias" in projection else y
 
 
-def install(layer: nn.Module) -> list:
-    """Give `layer`'s quantized switch projections the class above (their parameters, names and
-    isinstance checks stay as they were); returns them, for the caller to set `by_dequantize` on."""
-    found = []
-    for _, module in layer.named_modules():
-        if type(module) is QuantizedSwitchLinear:
-            module.__class__ = DequantizingSwitchLinear
-            found.append(module)
-    return found
+def computes(layer: nn.Module) -> bool:
+    """True for the switch layers expert_rows computes: mlx-lm's SwitchGLU and SwitchMLP on
+    quantized projections (every MoE architecture the engine supports)."""
+    names = {SwitchGLU: ("gate_proj", "up_proj", "down_proj"), SwitchMLP: ("fc1", "fc2")}.get(type(layer), ())
+    return bool(names) and all(type(getattr(layer, n, None)) is QuantizedSwitchLinear for n in names)
+
+
+def expert_rows(layer: nn.Module, x: mx.array, slots: np.ndarray) -> mx.array:
+    """What `layer` (a switch layer that computes() accepts) gives row i of x (rows, hidden) through
+    the expert in its bank slot slots[i], with each expert's rows as one matmul per projection on its
+    dequantized weights; rows of one expert must be adjacent. Returns (rows, 1, hidden), as the layer
+    would for indices of shape (rows, 1). The slots are on the host: nothing waits for the device."""
+    starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+    outs = []
+    for a, b in zip(starts.tolist(), np.r_[starts[1:], len(slots)].tolist()):
+        e, rows = int(slots[a]), x[a:b]
+        if isinstance(layer, SwitchGLU):  # as SwitchGLU.__call__: activation(up, gate), then down
+            up, gate = _expert_product(layer.up_proj, rows, e), _expert_product(layer.gate_proj, rows, e)
+            outs.append(_expert_product(layer.down_proj, layer.activation(up, gate), e))
+        else:  # SwitchMLP: fc2(activation(fc1))
+            outs.append(_expert_product(layer.fc2, layer.activation(_expert_product(layer.fc1, rows, e)), e))
+    return mx.concatenate(outs)[:, None, :]

@@ -12,7 +12,7 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import manifest as mf
-from . import cpu_split
+from . import cpu_attention, cpu_split
 from .device import cast_model, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .hot_list import Keeper
@@ -417,7 +417,7 @@ def load(
             raise CheckpointError(f"{path}: resident weights do not match the model ({e})") from None
         cast_model(model)
         cpu_split.split_linears(model, parts)
-        cpu_split.cut_attention(model, parts)
+        cpu_attention.cut_attention(model, parts)
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
         trained_k = top_k_of(model, paths[0], int(config.get("num_experts_per_tok", 8))) if paths else 0

@@ -36,8 +36,8 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_store", store)
         object.__setattr__(self, "_bound", None)
         object.__setattr__(self, "_streams", cpu_split.streams(parts))
-        # A prefill's projections as dequantize + matmul on OpenBLAS (dequant_matmul.py): set per call.
-        object.__setattr__(self, "_dequantizing", dequant_matmul.install(inner) if dequant_matmul.enabled() else [])
+        # A prefill computed expert by expert as dequantize + matmul on OpenBLAS (dequant_matmul.py).
+        object.__setattr__(self, "_dequantizing", dequant_matmul.enabled() and dequant_matmul.computes(inner))
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)
@@ -74,9 +74,7 @@ class StreamingSwitch(nn.Module):
         groups = self._store.plan_call(experts, counts)  # picks the bank this call reads into
         self._bind()
         # Decided for the whole call, never per part, so an engine cut in parts computes as one part.
-        dequantize = bool(self._dequantizing) and flat.size >= dequant_matmul.MIN_ROWS * len(experts)
-        for projection in self._dequantizing:
-            projection.by_dequantize = dequantize
+        dequantize = self._dequantizing and flat.size >= dequant_matmul.MIN_ROWS * len(experts)
         outs, order = [], []
         for g, group in enumerate(groups):
             pending = []
@@ -84,7 +82,7 @@ class StreamingSwitch(nn.Module):
                 if guess is not None:  # this call's reads are queued: the next layer's come after them
                     self._prefetch_next(np.asarray(guess))
                     guess = None
-                if len(ready) == len(experts) and len(self._streams) == 1:
+                if len(ready) == len(experts) and len(self._streams) == 1 and not dequantize:
                     # Every expert of the call at once (all were cached) and one stream: run it in one
                     # go. (With CPU parts the pairs are cut below, even then.)
                     if 0 < self._store.read_path.device_copy_tokens <= rows.shape[0]:
@@ -96,9 +94,12 @@ class StreamingSwitch(nn.Module):
                 cut = cpu_split.cut_pairs(pos, flat[pos], len(self._streams), whole_experts=dequantize)
                 for stream, part in zip(self._streams, cut):
                     with cpu_split.on(stream):
-                        y = self._inner(
-                            rows[mx.array(part // k)], mx.array(lut[flat[part]][:, None], dtype=indices.dtype)
-                        )
+                        if dequantize:
+                            y = dequant_matmul.expert_rows(self._inner, rows[mx.array(part // k)], lut[flat[part]])
+                        else:
+                            y = self._inner(
+                                rows[mx.array(part // k)], mx.array(lut[flat[part]][:, None], dtype=indices.dtype)
+                            )
                     # Start computing while the next stage is read.
                     mx.async_eval(y)
                     pending.append(y)

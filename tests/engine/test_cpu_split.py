@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import llm_engine
-from llm_engine import cpu_split, dequant_matmul
+from llm_engine import cpu_attention, cpu_split, dequant_matmul
 from llm_engine.device import on_cpu
 from llm_engine.errors import EngineError
 from llm_engine.switch import StreamingSwitch
@@ -114,41 +114,13 @@ def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch
     assert runs[1][0] == runs[3][0]
     assert np.array_equal(runs[1][1], runs[3][1])
     # The prefill's attention was cut by key/value heads in the cut engine, and only there.
-    prefill = {n: [kv for rows, kv in calls if rows >= cpu_split.ATTENTION_ROWS] for n, calls in attention.items()}
+    prefill = {n: [kv for rows, kv in calls if rows >= cpu_attention.ATTENTION_ROWS] for n, calls in attention.items()}
     assert prefill[1] and min(prefill[1]) >= 2
     assert len(prefill[3]) > len(prefill[1]) and max(prefill[3]) < min(prefill[1])
-    decode = {n: [c for c in calls if c[0] < cpu_split.ATTENTION_ROWS] for n, calls in attention.items()}
+    decode = {n: [c for c in calls if c[0] < cpu_attention.ATTENTION_ROWS] for n, calls in attention.items()}
     assert decode[1] and decode[1] == decode[3]  # a decode step's attention is left whole
 
 
 def test_cpu_threads_below_one_is_refused(checkpoints):
     with pytest.raises(EngineError, match="cpu-threads"):
         llm_engine.load(checkpoints.streamed(ARCHS[0]), cpu_threads=0)
-
-
-@pytest.mark.parametrize("mask", ["causal", "array", None])
-@pytest.mark.parametrize("sinks", [False, True])
-def test_attention_cut_by_key_value_heads_gives_the_same_bits(mask, sinks):
-    from mlx_lm.models import base
-
-    mx.random.seed(5)
-    q, k, v = mx.random.normal((1, 8, 40, 16)), mx.random.normal((1, 4, 40, 16)), mx.random.normal((1, 4, 40, 16))
-    m = {"causal": "causal", "array": mx.random.uniform(shape=(40, 40)) > 0.3, None: None}[mask]
-    extra = {"sinks": mx.random.normal((8,))} if sinks else {}
-    want = base.scaled_dot_product_attention(q, k, v, cache=None, scale=0.25, mask=m, **extra)
-    cut = cpu_split._cut_sdpa(base.scaled_dot_product_attention)
-    assert np.array_equal(np.array(cut(q, k, v, cache=None, scale=0.25, mask=m, **extra)), np.array(want))
-    for n in (2, 3):
-        token = cpu_split._attention_parts.set(tuple(cpu_split.streams(n)))
-        try:
-            got = cut(q, k, v, cache=None, scale=0.25, mask=m, **extra)
-        finally:
-            cpu_split._attention_parts.reset(token)
-        assert np.array_equal(np.array(got), np.array(want)), n
-
-
-def test_attention_is_cut_only_inside_the_engine_models_calls(checkpoints):
-    with llm_engine.load(checkpoints.streamed(ARCHS[0]), cpu_threads=2) as engine:
-        assert len(engine.model._attention_parts) == 2
-        assert cpu_split._attention_parts.get() == ()  # outside its calls: nothing is cut
-        assert type(engine.model).__name__ == type(engine.model).__mro__[1].__name__  # its class keeps its name

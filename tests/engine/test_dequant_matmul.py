@@ -13,7 +13,8 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU
+import mlx.nn as nn
+from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
 import llm_engine
 from llm_engine import cpu_blas, cpu_split, dequant_matmul
@@ -134,26 +135,31 @@ def _switch_linear(n_in: int, n_out: int, mode: str, bias: bool, seed: int) -> Q
 
 
 @pytest.mark.parametrize("mode, bias", [("affine", False), ("affine", True), ("mxfp4", True)])
-@pytest.mark.parametrize("tokens", [3, 40])  # mlx-lm sorts the pairs of calls of 64 or more itself
-def test_the_dequantizing_switch_computes_what_gather_qmm_computes(mode, bias, tokens):
-    glu = SwitchGLU(256, 192, 8)  # the real caller: its sorting, broadcasting and activation
-    glu.gate_proj, glu.up_proj = (_switch_linear(256, 192, mode, bias, seed=tokens + i) for i in (1, 2))
-    glu.down_proj = _switch_linear(192, 256, mode, bias, seed=tokens + 3)
-    mx.random.seed(tokens)
-    x = mx.random.normal((1, tokens, 256))
-    indices = mx.array(np.random.default_rng(tokens).integers(0, 8, size=(1, tokens, 2)).astype(np.uint32))
-    want = glu(x, indices)
-    mx.eval(want)
-    found = dequant_matmul.install(glu)
-    assert len(found) == 3 and all(isinstance(p, dequant_matmul.DequantizingSwitchLinear) for p in found)
-    assert np.array_equal(np.array(glu(x, indices)), np.array(want))  # by_dequantize off: the kernel's bits
-    for p in found:
-        p.by_dequantize = True
-    got = glu(x, indices)
-    assert got.shape == want.shape
+@pytest.mark.parametrize("kind", ["glu", "mlp"])
+def test_expert_rows_compute_what_the_switch_layer_computes(mode, bias, kind):
+    if kind == "glu":
+        layer = SwitchGLU(256, 192, 8)  # mlx-lm's own layers: their activation between the projections
+        layer.gate_proj, layer.up_proj = (_switch_linear(256, 192, mode, bias, seed=i) for i in (1, 2))
+        layer.down_proj = _switch_linear(192, 256, mode, bias, seed=3)
+    else:
+        layer = SwitchMLP(256, 192, 8)
+        layer.fc1 = _switch_linear(256, 192, mode, bias, seed=4)
+        layer.fc2 = _switch_linear(192, 256, mode, bias, seed=5)
+    assert dequant_matmul.computes(layer)
+    mx.random.seed(6)
+    x = mx.random.normal((90, 256))
+    slots = np.sort(np.random.default_rng(0).integers(0, 8, size=90))  # adjacent rows per expert, as the switch gives
+    want = layer(x, mx.array(slots[:, None].astype(np.uint32)))  # gather_qmm, one row per pair
+    got = dequant_matmul.expert_rows(layer, x, slots)
+    assert got.shape == want.shape == (90, 1, 256)
     # fp32 both ways, summed in another order: a few units in the last place of the largest output.
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=0, atol=1e-5 * float(mx.abs(want).max()))
     assert not np.array_equal(np.array(got), np.array(want))  # it did take the other path
+
+
+def test_only_mlx_lm_switch_layers_on_quantized_projections_are_computed_expert_by_expert():
+    assert not dequant_matmul.computes(SwitchGLU(64, 32, 4))  # not quantized
+    assert not dequant_matmul.computes(nn.Linear(4, 4))
 
 
 def test_pairs_cut_on_whole_experts_keep_each_expert_in_one_part():

@@ -1,8 +1,9 @@
 """--memory-gb: the engine sizes its expert cache from the memory it is given and stays within it.
 
 A 12-layer model of Qwen3-30B-A3B's shapes (32 experts a layer instead of 128, so it builds in
-seconds; 1.2 GB of experts) runs a 40-token prompt, enough to route every layer to nearly every expert,
-in a process of its own, so its peak RSS (VmHWM) is the engine's alone. The budget, 1 GB, is well
+seconds; 1.2 GB of experts) runs a 200-token prompt, which routes every layer to every expert with
+enough rows each for a prefill's own path (dequantize + matmul on OpenBLAS, dequant_matmul.py), in a
+process of its own, so its peak RSS (VmHWM) is the engine's alone. The budget, 1 GB, is well
 below what caching every expert would take: the control run with such a cache goes over it, so
 the test fails if the engine's sizing ever stops keeping the cache within the budget.
 """
@@ -33,7 +34,7 @@ if mode == "memory":
     engine = llm_engine.load(path, memory_gb=value, context_tokens=512)
 else:
     engine = llm_engine.load(path, expert_cache_gb=value)
-prompt = np.random.default_rng(0).integers(1, 290, size=40).tolist()
+prompt = np.random.default_rng(0).integers(1, 290, size=200).tolist()
 r = llm_engine.generate(engine, prompt, max_tokens=4, ignore_eos=True)
 plan = engine.memory_plan.as_dict() if engine.memory_plan else None
 print(json.dumps({"plan": plan, "slots": engine.cache_slots, "peak_rss": r.stats["peak_rss_bytes"],
