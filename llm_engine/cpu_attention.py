@@ -131,3 +131,14 @@ def cut_attention(model: nn.Module, n: int) -> int:
         object.__setattr__(model, "_attention_parts", tuple(streams(n)))
         model.__class__ = _class_setting_parts(type(model))
     return found
+
+
+def prefill_attention(queries: mx.array, keys: mx.array, values: mx.array, scale: float, parts: int) -> mx.array:
+    """A causal prefill's attention as the engine computes it with `parts` CPU parts (forecast.py times it)."""
+    from mlx_lm.models import base
+
+    token = _attention_parts.set(tuple(streams(parts)))
+    try:
+        return _cut_sdpa(base.scaled_dot_product_attention)(queries, keys, values, None, scale, "causal")
+    finally:
+        _attention_parts.reset(token)

@@ -8,7 +8,8 @@ From the layout (manifest.json, config.json, the safetensors headers), the memor
 * compute: the engine's product on one expert's shapes, at one row (a decode token) and at the
   rows per expert a prefill chunk gives, timed on this device, on as many CPU streams at once as
   the engine cuts its work into (cpu_split.py): MLX's quantized matmul, or dequantize + matmul
-  for as many rows as the engine computes that way (dequant_matmul.py).
+  for as many rows as the engine computes that way (dequant_matmul.py); and one layer's attention
+  over each prompt, as the engine computes it (cpu_attention.py), with the model's heads.
 
 The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
 cache of S slots out of E experts hits S/E of the time and a prompt of P tokens touches
@@ -27,11 +28,11 @@ import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import manifest as mf
-from .memory import IO_THREADS, MemoryPlan, plan_memory
+from .memory import IO_THREADS, MemoryPlan, text_config, plan_memory
 
 
 @dataclass
@@ -101,9 +102,11 @@ def measure_reads(path: Path, manifest: mf.Manifest, seconds: float = 1.0, threa
 
 @dataclass
 class ComputeTest:
-    """Quantized weight bytes per second that MLX's product goes through, by row count."""
+    """Quantized weight bytes per second that MLX's product goes through, by row count; seconds of one
+    layer's attention over a prompt, by its length."""
 
     rates: dict  # rows -> (rows x weight bytes) / s
+    attention_s: dict = field(default_factory=dict)  # prompt tokens -> s, one attention layer
 
 
 def measure_compute(
@@ -153,6 +156,45 @@ def measure_compute(
         return k * len(streams) * n * weight_bytes / (time.perf_counter() - t0)
 
     return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))})
+
+
+def attention_layers(config: dict) -> int:
+    """How many of the model's layers attend over the whole context (a hybrid's linear layers do not)."""
+    c = text_config(config)
+    layers = int(c.get("num_hidden_layers", 1))
+    if c.get("full_attention_interval"):
+        return max(1, layers // int(c["full_attention_interval"]))
+    return layers
+
+
+def measure_attention(config: dict, prompts: tuple[int, ...], parts: int = 1, longest: int = 2048) -> dict:
+    """Seconds one layer's attention takes over a prompt of each length, as the engine computes it
+    (cpu_attention.py), timed at up to `longest` tokens and scaled by the square of the length beyond."""
+    import mlx.core as mx
+
+    from .cpu_attention import prefill_attention
+    from .device import compute_dtype
+
+    c = text_config(config)
+    heads = int(c.get("num_attention_heads", 8))
+    kv_heads = int(c.get("num_key_value_heads", heads) or heads)
+    head_dim = int(c.get("head_dim") or int(c.get("hidden_size", 1024)) // heads)
+    dt = compute_dtype(mx.bfloat16)
+
+    def seconds(n: int) -> float:
+        q = mx.random.normal((1, heads, n, head_dim)).astype(dt)
+        k, v = (mx.random.normal((1, kv_heads, n, head_dim)).astype(dt) for _ in range(2))
+        mx.eval(q, k, v)
+        t0 = time.perf_counter()
+        mx.eval(prefill_attention(q, k, v, head_dim**-0.5, parts))
+        return time.perf_counter() - t0
+
+    seconds(min(128, longest))  # warm up
+    out = {}
+    for p in sorted(set(prompts)):
+        n = min(p, longest)
+        out[p] = seconds(n) * (p / n) ** 2
+    return out
 
 
 def _quantized_resident_bytes(path: Path, manifest: mf.Manifest) -> tuple[int, int]:
@@ -227,7 +269,11 @@ def forecast(
 
     expert_rows = {p: max(1, round(p * k / touched(p))) if experts else 1 for p in prompts}
     dense_rows = {p: min(p, 256) for p in prompts}
-    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts_for(cpu_threads))
+    parts = parts_for(cpu_threads)
+    compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts)
+    config = json.loads((path / "config.json").read_text())
+    compute.attention_s = measure_attention(config, prompts, parts)
+    attending = attention_layers(config)
     blob = max((layer.blob_size for layer in manifest.layers), default=0)
     hit = min(1.0, plan.cache_slots / experts) if experts else 0.0
     dense, head = _quantized_resident_bytes(path, manifest)
@@ -246,6 +292,7 @@ def forecast(
         rate_e = compute.rates.get(expert_rows[p]) or 1.0
         rate_d = compute.rates.get(dense_rows[p]) or 1.0
         prefill_compute = (p * (dense - head) + head) / rate_d + layers * p * k * blob / rate_e
+        prefill_compute += attending * compute.attention_s[p]  # a third of a 1,500-token prefill on the CPU
         row = {}
         for name, gbps in (("warm", reads.warm_gbps), ("cold", reads.cold_gbps)):
             read_bytes = layers * touched(p) * blob

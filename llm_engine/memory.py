@@ -55,12 +55,12 @@ def available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def _text_config(config: dict) -> dict:
+def text_config(config: dict) -> dict:
     return {**config, **config.get("text_config", {})}
 
 
 def _top_k(config: dict) -> int:
-    c = _text_config(config)
+    c = text_config(config)
     for key in ("num_experts_per_tok", "experts_per_token", "moe_top_k"):
         if isinstance(c.get(key), int):
             return c[key]
@@ -98,7 +98,7 @@ def resident_bytes(path: Path, manifest: mf.Manifest) -> int:
 
 def working_bytes(config: dict, context_tokens: int, max_batch: int, top_k: int, moe_width: int) -> int:
     """Activations and caches that do not depend on the expert cache (upper estimate)."""
-    c = _text_config(config)
+    c = text_config(config)
     layers = int(c.get("num_hidden_layers", 1))
     hidden = int(c.get("hidden_size", 1024))
     heads = int(c.get("num_attention_heads", 8))

@@ -133,6 +133,8 @@ def test_plan_forecasts_before_anything_runs(checkpoints):
     assert m["budget"] == 8 * 2**30 and m["total"] <= m["budget"]
     assert m["cache_slots"] == 16  # the tiny model's every expert fits
     assert f["reads"]["cold_gbps"] > 0 and f["reads"]["warm_gbps"] > 0
+    attention = f["compute"]["attention_s"]  # one layer's, timed with the model's heads
+    assert attention["1500"] > attention["32"] > 0
     for name in ("warm", "cold"):
         assert f["decode"][name]["tok_per_s"] > 0 and f["decode"][name]["hit_rate"] == 1.0
         assert f["prefill"]["1500"][name]["ttft_s"] > f["prefill"]["32"][name]["ttft_s"] > 0
