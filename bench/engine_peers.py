@@ -616,9 +616,9 @@ def worker(args) -> dict:
 
 
 # The MLX wheel's own BLAS (reference BLAS on Linux): mlx-lm as shipped, and the engine before cpu_blas.py.
-WHEEL_BLAS = {"ALMANAC_CPU_BLAS": "off"}
+WHEEL_BLAS = {"ALMANAC_CPU_BLAS": "off"}  # an environment (the rows pass {"env": WHEEL_BLAS})
 # mlx-lm given the same OpenBLAS the way a user would give it, preloaded, with its default threads.
-OPENBLAS_PRELOAD = {"env": {"ALMANAC_CPU_BLAS": "off", "LD_PRELOAD": "libopenblas.so.0"}}
+OPENBLAS_ROW = {"env": {"ALMANAC_CPU_BLAS": "off", "LD_PRELOAD": "libopenblas.so.0"}}
 
 
 def run_child(mode: str, directory: Path, python: str = sys.executable, env: dict | None = None, **opts) -> dict:
@@ -831,7 +831,7 @@ def main() -> None:
             # (row, --long-configs name, worker mode, directory, interpreter or None with why not, options)
             plan = [
                 ("mlx-lm resident", "resident", "resident", mlx_dir, here, {"env": WHEEL_BLAS}),
-                ("mlx-lm resident, OpenBLAS", "resident-openblas", "resident", mlx_dir, openblas_py, OPENBLAS_PRELOAD),
+                ("mlx-lm resident, OpenBLAS", "resident-openblas", "resident", mlx_dir, openblas_py, OPENBLAS_ROW),
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
                 ("almanac cold, wheel's BLAS", "cold-wheel-blas", "cold", stream_dir, here, {"env": WHEEL_BLAS}),

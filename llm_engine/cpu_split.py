@@ -2,7 +2,7 @@
 
 MLX's CPU backend runs each quantized kernel on one thread: the thread of the stream it is
 queued on. Two independent pieces of work queued on two CPU streams run at once, one core
-each. Two cuts give such pieces without changing a single bit of the result:
+each. Three cuts give such pieces without changing a single bit of the result:
 
 - a quantized matmul's output feature depends only on the input row and that feature's row of
   the weights, so its output features can be cut into ranges computed on separate streams and

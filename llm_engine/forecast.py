@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import manifest as mf
-from .memory import IO_THREADS, MemoryPlan, text_config, plan_memory
+from .memory import IO_THREADS, MemoryPlan, plan_memory, text_config
 
 
 @dataclass
@@ -102,7 +102,7 @@ def measure_reads(path: Path, manifest: mf.Manifest, seconds: float = 1.0, threa
 
 @dataclass
 class ComputeTest:
-    """Quantized weight bytes per second that MLX's product goes through, by row count; seconds of one
+    """Quantized weight bytes per second that the engine's product goes through, by row count; seconds of one
     layer's attention over a prompt, by its length."""
 
     rates: dict  # rows -> (rows x weight bytes) / s

@@ -28,6 +28,10 @@ class StreamingSwitch(nn.Module):
     so this gives the same numbers as one call over all experts. For the same reason, on the
     CPU each stage's pairs are cut into `parts` computed at once on separate CPU streams, one
     core each (cpu_split.py).
+
+    A prefill call on OpenBLAS (16+ pairs per routed expert, dequant_matmul.py) runs each
+    stage expert by expert instead, the wrapped layer's projections as dequantize + matmul on
+    each expert's rows and its own activation between them; its parts are cut between experts.
     """
 
     def __init__(self, inner: nn.Module, store: LayerStore, parts: int = 1):
