@@ -93,7 +93,11 @@ def cut_pairs(positions: np.ndarray, experts: np.ndarray, n: int, whole_experts:
 
 def _matmul_by_parts(module, x: mx.array, ranges, parts: list) -> mx.array:
     weight, scales, biases = module["weight"], module["scales"], module.get("biases")
-    dequantizing = dequant_matmul.enabled() and dequant_matmul.many_rows(x)
+    dequantizing = (
+        dequant_matmul.enabled()
+        and dequant_matmul.many_rows(x)
+        and dequant_matmul.small_enough(weight.shape[0], x.shape[-1])
+    )
     outs = []
     for (lo, hi), stream in zip(ranges, parts):
         with on(stream):

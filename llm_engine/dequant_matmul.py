@@ -6,8 +6,8 @@ weight) and multiplying on OpenBLAS (cpu_blas.py) takes 16 ms there; with few ro
 kernel costs ~0.6 ns per row and weight, so the two meet near 9 rows). So a product with at least
 MIN_ROWS rows per weight matrix is computed this way, when cpu_blas bound OpenBLAS:
 
-- a linear layer (cpu_split.SplitQuantizedLinear, the output head included): when its input has
-  MIN_ROWS rows or more;
+- a linear layer (cpu_split.SplitQuantizedLinear) of at most MAX_DEQUANTIZED_BYTES dequantized: when
+  its input has MIN_ROWS rows or more;
 - a switch layer (mlx-lm's SwitchGLU or SwitchMLP): when StreamingSwitch finds that its call has
   MIN_ROWS (token, expert) pairs per routed expert or more, it computes the call expert by expert
   (expert_rows): each expert's rows one matmul per projection on its dequantized weights, the
@@ -33,6 +33,9 @@ from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, Switch
 from . import cpu_blas
 from .device import on_cpu
 
+# The largest linear layer dequantized at once (MLX keeps a call's temporaries to its end): a
+# 4096x2048 attention projection is 32 MiB.
+MAX_DEQUANTIZED_BYTES = 64 << 20
 # Rows per weight matrix from which dequantize + matmul is taken (the break-even is near 9 on the
 # bench's shapes; above it the dequantized path wins by up to 80x).
 MIN_ROWS = 16
@@ -45,6 +48,13 @@ def enabled() -> bool:
 
 def many_rows(x: mx.array) -> bool:
     return x.size >= MIN_ROWS * x.shape[-1]
+
+
+def small_enough(out_features: int, in_features: int) -> bool:
+    """True when the layer's weights dequantized (fp32) fit in MAX_DEQUANTIZED_BYTES: an output head of a
+    large vocabulary (a 32,000-row head is 262 MB, Qwen3's 1.2 GB) keeps the quantized kernel, which it
+    only meets with many rows in a batch of 16+ or a quality measurement (a prefill computes one row)."""
+    return out_features * in_features * 4 <= MAX_DEQUANTIZED_BYTES
 
 
 def dequantize(weight, scales, biases, group_size: int, bits: int, mode: str, global_scale=None) -> mx.array:

@@ -254,7 +254,8 @@ def forecast(
 
     path = Path(path)
     manifest = mf.read_manifest(path)
-    plan = plan_memory(path, memory_bytes, baseline, max_batch=max_batch, context_tokens=context_tokens)
+    parts = parts_for(cpu_threads)
+    plan = plan_memory(path, memory_bytes, baseline, max_batch=max_batch, context_tokens=context_tokens, parts=parts)
     if expert_cache_gb is not None:
         most = max((layer.num_experts for layer in manifest.layers), default=0)
         slots = min(int(expert_cache_gb * (1 << 30)) // plan.bytes_per_expert, most) if plan.bytes_per_expert else 0
@@ -269,7 +270,6 @@ def forecast(
 
     expert_rows = {p: max(1, round(p * k / touched(p))) if experts else 1 for p in prompts}
     dense_rows = {p: min(p, 256) for p in prompts}
-    parts = parts_for(cpu_threads)
     compute = measure_compute(manifest, (1, *expert_rows.values(), *dense_rows.values()), parts=parts)
     config = json.loads((path / "config.json").read_text())
     compute.attention_s = measure_attention(config, prompts, parts)

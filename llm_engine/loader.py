@@ -362,6 +362,7 @@ def load(
             context_tokens=context_tokens,
             prompt_cache_bytes=int(prompt_cache_gb * (1 << 30)) if prompt_cache_entries else 0,
             prefetch=prefetch,
+            parts=parts,
         )
     model = build_model(config)
     switches = switch_modules(model)  # none for a dense model: every weight resident

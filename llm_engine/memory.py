@@ -28,6 +28,7 @@ GiB = 1 << 30
 MiB = 1 << 20
 PREFILL_CHUNK = 2048  # generate.PREFILL_STEP (not imported: this module loads no model)
 FIXED_WORKING = 48 * MiB  # tokenizer state, MLX's small buffers, per-call temporaries
+DEQUANTIZED_LINEAR = 64 * MiB  # dequant_matmul.MAX_DEQUANTIZED_BYTES (not imported: it loads MLX)
 IO_THREADS = 8
 
 
@@ -96,8 +97,33 @@ def resident_bytes(path: Path, manifest: mf.Manifest) -> int:
     return total
 
 
-def working_bytes(config: dict, context_tokens: int, max_batch: int, top_k: int, moe_width: int) -> int:
-    """Activations and caches that do not depend on the expert cache (upper estimate)."""
+def dequantized_expert_bytes(manifest: mf.Manifest) -> int:
+    """One expert's quantized projections dequantized to fp32 (the largest layer's), as a prefill on
+    OpenBLAS holds them (dequant_matmul.py)."""
+    largest = 0
+    for layer in manifest.layers:
+        total = 0
+        for t in layer.tensors:
+            projection, _, leaf = t.name.rpartition(".")
+            q = layer.quantization.get(projection)
+            if leaf == "weight" and q and len(t.shape) == 2:
+                total += t.shape[0] * t.shape[1] * 32 // q["bits"] * 4
+        largest = max(largest, total)
+    return largest
+
+
+def working_bytes(
+    config: dict,
+    context_tokens: int,
+    max_batch: int,
+    top_k: int,
+    moe_width: int,
+    parts: int = 1,
+    dequantized_expert: int = 0,
+) -> int:
+    """Activations and caches that do not depend on the expert cache (upper estimate); parts: the CPU
+    parts the engine cuts its work into (cpu_split.parts_for); dequantized_expert: see
+    dequantized_expert_bytes."""
     c = text_config(config)
     layers = int(c.get("num_hidden_layers", 1))
     hidden = int(c.get("hidden_size", 1024))
@@ -110,7 +136,10 @@ def working_bytes(config: dict, context_tokens: int, max_batch: int, top_k: int,
     scores = heads * chunk * context_tokens * f  # one layer's attention scores for a prefill chunk
     rows = chunk * hidden * f * 12  # residual stream, norms, q/k/v/o and MLP outputs of one layer
     experts = chunk * top_k * moe_width * f * 3  # the switch layer's gate/up/down intermediates
-    return kv + scores + rows + experts + FIXED_WORKING
+    # A prefill on OpenBLAS (dequant_matmul.py): each part holds one expert's projections dequantized,
+    # and one linear layer is dequantized at a time.
+    dequantized = parts * dequantized_expert + DEQUANTIZED_LINEAR
+    return kv + scores + rows + experts + dequantized + FIXED_WORKING
 
 
 @dataclass
@@ -154,6 +183,7 @@ def plan_memory(
     context_tokens: int = 4096,
     prompt_cache_bytes: int = 0,
     prefetch: bool = False,
+    parts: int = 1,
 ) -> MemoryPlan:
     """How a budget of memory_bytes splits; raises EngineError if the fixed part does not fit."""
     from .device import read_path
@@ -175,7 +205,9 @@ def plan_memory(
     bank = sum(size * (2 if prefetch and sharing[n] > 1 else 1) for n, size in shared.items())
     widest = max((layer.blob_size for layer in manifest.layers), default=0)
     moe_width = max((t.shape[0] for layer in manifest.layers for t in layer.tensors), default=0)
-    working = working_bytes(config, context_tokens, max_batch, top_k, moe_width)
+    working = working_bytes(
+        config, context_tokens, max_batch, top_k, moe_width, parts, dequantized_expert_bytes(manifest)
+    )
     plan = MemoryPlan(
         budget=memory_bytes,
         baseline=baseline,

@@ -194,3 +194,36 @@ def test_a_prefill_takes_the_dequantizing_path_and_matches_resident_mlx_lm(check
         calls.clear()
         mx.eval(engine.model(mx.array([[got_tokens[0]]]), cache=cache))
         assert calls == []
+
+
+@needs_openblas
+def test_a_layer_too_large_to_dequantize_at_once_keeps_the_quantized_kernel(monkeypatch):
+    """An output head of a large vocabulary met with many rows (a batch of 16, a quality measurement)."""
+    assert dequant_matmul.small_enough(4096, 2048) and not dequant_matmul.small_enough(32000, 2048)
+    monkeypatch.setattr(dequant_matmul, "MAX_DEQUANTIZED_BYTES", 256 * 64 * 4)  # a 256x64 layer fits, no more
+    calls = []
+    real = dequant_matmul.matmul
+    monkeypatch.setattr(dequant_matmul, "matmul", lambda *a, **k: calls.append(1) or real(*a, **k))
+    mx.random.seed(9)
+    x = mx.random.normal((1, 40, 64))
+    for features, dequantized in ((256, True), (320, False)):
+        layer = nn.QuantizedLinear(64, features, bias=False, group_size=64, bits=4)
+        want = layer(x)
+        cpu_split.split_linears(nn.Sequential(layer), 1)
+        calls.clear()
+        got = layer(x)
+        assert bool(calls) == dequantized
+        if not dequantized:
+            assert np.array_equal(np.array(got), np.array(want))  # the quantized kernel's own bits
+
+
+def test_the_memory_plan_holds_one_dequantized_expert_per_cpu_part(checkpoints):
+    from llm_engine import manifest as mf
+    from llm_engine.memory import dequantized_expert_bytes, plan_memory
+
+    path = checkpoints.streamed("qwen3_moe")
+    layer = mf.read_manifest(path).layers[0]
+    widths = {t.name: t.shape for t in layer.tensors if t.name.endswith(".weight")}
+    assert dequantized_expert_bytes(mf.read_manifest(path)) == sum(r * c * 8 * 4 for r, c in widths.values())
+    one, four = (plan_memory(path, 8 << 30, 0, parts=n).working for n in (1, 4))
+    assert four - one == 3 * dequantized_expert_bytes(mf.read_manifest(path))
