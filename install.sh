@@ -606,9 +606,6 @@ make_venv() {
 	"$PY" -m venv "$VENV" || die "could not create the virtual environment $VENV with $PY"
 }
 
-# pip builds a local folder in place, and setuptools then packs whatever an earlier build left in
-# build/ (files the current checkout no longer ships, say). Building a fresh copy gives exactly what a
-# clean clone would, and works from a read-only checkout (a USB stick) without littering it.
 # MLX's CPU wheel for Linux carries the reference BLAS; the model engine binds the system's OpenBLAS
 # instead when the loader finds libopenblas.so.0 (llm_engine/cpu_blas.py): a prompt's prefill on the
 # CPU is about ten times faster. Debian and Ubuntu package it as libopenblas0-pthread.
@@ -628,6 +625,9 @@ install_openblas() {
 	fi
 }
 
+# pip builds a local folder in place, and setuptools then packs whatever an earlier build left in
+# build/ (files the current checkout no longer ships, say). Building a fresh copy gives exactly what a
+# clean clone would, and works from a read-only checkout (a USB stick) without littering it.
 make_source_copy() { # sets SRC_COPY
 	SRC_COPY=$(mktemp -d "${TMPDIR:-/tmp}/almanac-src.XXXXXX")
 	CLEANUP+=("$SRC_COPY")

@@ -68,7 +68,7 @@ def bound() -> bool:
 
 
 def describe() -> str:
-    """One line for logs and `almanac model info`: which BLAS, or why the wheel's."""
+    """One line for `almanac doctor` and `almanac model serve`: which BLAS, or why the wheel's."""
     if _state["bound"]:
         version = " ".join(_state["why"].split()[:2])  # "OpenBLAS 0.3.21" of its build line
         return f"{version} ({_state['library']}, one thread per CPU stream)"
