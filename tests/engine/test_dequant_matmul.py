@@ -1,6 +1,7 @@
 """A prefill's quantized products as dequantize + matmul on OpenBLAS (cpu_blas.py, dequant_matmul.py):
 MLX really binds there, the path computes what the quantized kernels compute (to fp32 rounding), a
-row's bits do not depend on the rest of its call, and an engine's prefill really takes it."""
+row's bits do not depend on the output features beside it, an engine's prefill really takes it, and the
+memory plan covers it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import subprocess
 import sys
 
 import mlx.core as mx
+import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx_lm.models.cache import make_prompt_cache
-import mlx.nn as nn
 from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
 import llm_engine
