@@ -71,8 +71,9 @@ def model_serve(model_dir: Path, *args: str, env: dict | None = None, timeout: f
         if " on http://" not in line:
             p.kill()
             pytest.fail(f"server did not start: {line!r} {p.stderr.read()}")
-        # Drain stderr (one log line per request) so the pipe never fills up.
-        threading.Thread(target=p.stderr.read, daemon=True).start()
+        # Drain stderr (one log line per request) so the pipe never fills up; its lines are kept on p.
+        p.stderr_lines = []
+        threading.Thread(target=lambda: p.stderr_lines.extend(p.stderr), daemon=True).start()
         yield p, line.split(" on ")[1].split()[0]
     finally:
         if p.poll() is None:
