@@ -1,9 +1,9 @@
 """Many-row quantized products as dequantize + matmul, on the CPU when MLX's BLAS is OpenBLAS.
 
 MLX's quantized_matmul and gather_qmm run a kernel of their own on the CPU, one thread, whatever the
-BLAS: 1.33 s for a 1,500-row prefill's 768x2048 4-bit product. Dequantizing the weights (~5 ns a
-weight) and multiplying on OpenBLAS (cpu_blas.py) takes 16 ms there; with few rows it is slower (the
-kernel costs ~0.6 ns per row and weight, so the two meet near 9 rows). So a product with at least
+BLAS: 1.33 s for a 1,500-row prefill's 768x2048 4-bit product. Dequantizing the weights (1.3-4 ns a
+weight, see dequantize) and multiplying on OpenBLAS (cpu_blas.py) takes 16 ms there; with few rows it is
+slower (the kernel costs ~0.6 ns per row and weight, so the two meet at a few rows). So a product with at least
 MIN_ROWS rows per weight matrix is computed this way, when cpu_blas bound OpenBLAS:
 
 - a linear layer (cpu_split.SplitQuantizedLinear) of at most MAX_DEQUANTIZED_BYTES dequantized: when
@@ -30,20 +30,19 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
-from . import cpu_blas
-from .device import on_cpu
+from .device import prefill_dequantizes
 
 # The largest linear layer dequantized at once (MLX keeps a call's temporaries to its end): a
 # 4096x2048 attention projection is 32 MiB.
 MAX_DEQUANTIZED_BYTES = 64 << 20
-# Rows per weight matrix from which dequantize + matmul is taken (the break-even is near 9 on the
+# Rows per weight matrix from which dequantize + matmul is taken (the break-even is a few rows on the
 # bench's shapes; above it the dequantized path wins by up to 80x).
 MIN_ROWS = 16
 
 
 def enabled() -> bool:
     """True when many-row quantized products go through dequantize + matmul in this process."""
-    return cpu_blas.bound() and on_cpu()
+    return prefill_dequantizes()
 
 
 def many_rows(x: mx.array) -> bool:

@@ -3,7 +3,9 @@
 - cpu: floating weights, scales and activations in fp32 (MLX's CPU quantized kernels are many
   times slower in bf16/fp16); bf16 scales and biases are widened exactly as they are read;
   experts are read with preadv straight into the bank, and a call is computed stage by stage
-  while the rest of its experts are read.
+  while the rest of its experts are read. Where OpenBLAS is bound (cpu_blas.py, Linux), a
+  prefill's quantized products are dequantize + matmul (dequant_matmul.py) and its attention is
+  computed in blocks of rows (cpu_attention.py): prefill_dequantizes().
 - metal: the stored dtype (bf16), as mlx-lm; preadv into the bank (unified memory).
 - cuda: the stored dtype (bf16), as mlx-lm; the bank is CUDA managed memory advised to stay
   in host RAM, read straight into by preadv and read by the GPU over the bus ("host", the
@@ -34,6 +36,14 @@ def backend() -> str:
 
 def on_cpu() -> bool:
     return backend() == "cpu"
+
+
+def prefill_dequantizes() -> bool:
+    """True on the CPU with MLX's matmuls on OpenBLAS: a prefill's many-row quantized products are
+    computed as dequantize + matmul there (dequant_matmul.py), within 1e-4 of resident mlx-lm."""
+    from . import cpu_blas
+
+    return on_cpu() and cpu_blas.bound()
 
 
 def compute_dtype(stored: mx.Dtype) -> mx.Dtype:
