@@ -137,7 +137,7 @@ def _switch_linear(n_in: int, n_out: int, mode: str, bias: bool, seed: int) -> Q
 
 @pytest.mark.parametrize("mode, bias", [("affine", False), ("affine", True), ("mxfp4", True)])
 @pytest.mark.parametrize("kind", ["glu", "mlp"])
-def test_expert_rows_compute_what_the_switch_layer_computes(mode, bias, kind):
+def test_expert_rows_compute_what_the_switch_layer_computes(mode, bias, kind, monkeypatch):
     if kind == "glu":
         layer = SwitchGLU(256, 192, 8)  # mlx-lm's own layers: their activation between the projections
         layer.gate_proj, layer.up_proj = (_switch_linear(256, 192, mode, bias, seed=i) for i in (1, 2))
@@ -151,11 +151,16 @@ def test_expert_rows_compute_what_the_switch_layer_computes(mode, bias, kind):
     x = mx.random.normal((90, 256))
     slots = np.sort(np.random.default_rng(0).integers(0, 8, size=90))  # adjacent rows per expert, as the switch gives
     want = layer(x, mx.array(slots[:, None].astype(np.uint32)))  # gather_qmm, one row per pair
+    products = []
+    real = dequant_matmul.matmul
+    monkeypatch.setattr(dequant_matmul, "matmul", lambda x, *a, **k: products.append(x.shape[0]) or real(x, *a, **k))
     got = dequant_matmul.expert_rows(layer, x, slots)
     assert got.shape == want.shape == (90, 1, 256)
+    # Each expert's rows as one product per projection.
+    _, rows = np.unique(slots, return_counts=True)
+    assert products == [n for n in rows.tolist() for _ in range(3 if kind == "glu" else 2)]
     # fp32 both ways, summed in another order: a few units in the last place of the largest output.
     np.testing.assert_allclose(np.array(got), np.array(want), rtol=0, atol=1e-5 * float(mx.abs(want).max()))
-    assert not np.array_equal(np.array(got), np.array(want))  # it did take the other path
 
 
 def test_only_mlx_lm_switch_layers_on_quantized_projections_are_computed_expert_by_expert():
