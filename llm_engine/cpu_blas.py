@@ -26,7 +26,7 @@ from pathlib import Path
 
 DEFAULT_LIBRARY = "libopenblas.so.0"
 
-_state: dict = {"bound": False, "library": None, "why": "bind() was not called"}
+_state: dict = {"tried": False, "bound": False, "library": None, "why": "bind() was not called"}
 
 
 def _libmlx_loaded() -> bool:
@@ -39,8 +39,9 @@ def _libmlx_loaded() -> bool:
 def bind() -> bool:
     """Bind MLX's CPU BLAS calls to OpenBLAS, if it can still be done in this process; says why not in
     describe(). Called once, before MLX is imported; later calls change nothing."""
-    if _state["why"] != "bind() was not called":
+    if _state["tried"]:
         return _state["bound"]
+    _state["tried"] = True
     choice = os.environ.get("ALMANAC_CPU_BLAS", "").strip()
     if not sys.platform.startswith("linux"):
         _state["why"] = "not Linux: MLX's own BLAS is kept"

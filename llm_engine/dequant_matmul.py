@@ -30,11 +30,12 @@ import mlx.nn as nn
 import numpy as np
 from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
+from . import memory
 from .device import prefill_dequantizes
 
-# The largest linear layer dequantized at once (MLX keeps a call's temporaries to its end): a
-# 4096x2048 attention projection is 32 MiB.
-MAX_DEQUANTIZED_BYTES = 64 << 20
+# The largest linear layer dequantized at once (MLX keeps a call's temporaries to its end), as the
+# memory plan reserves it.
+MAX_DEQUANTIZED_BYTES = memory.MAX_DEQUANTIZED_BYTES
 # Rows per weight matrix from which dequantize + matmul is taken (the break-even is a few rows on the
 # bench's shapes; above it the dequantized path wins by up to 80x).
 MIN_ROWS = 16
@@ -58,7 +59,7 @@ def small_enough(out_features: int, in_features: int) -> bool:
 
 def dequantize(weight, scales, biases, group_size: int, bits: int, mode: str, global_scale=None) -> mx.array:
     """mx.dequantize, with the same bits; affine 2-, 4- and 8-bit weights (a whole number of values per
-    32-bit word) are unpacked with shifts and masks instead, ~1.7x faster on the CPU (the dequantize
+    32-bit word) are unpacked with shifts and masks instead, 1.4-1.7x faster on the CPU (the dequantize
     kernel is the larger part of a prefill's expert products)."""
     if mode != "affine" or 32 % bits or global_scale is not None or biases is None:
         return mx.dequantize(weight, scales, biases, group_size, bits, mode=mode, global_scale=global_scale)

@@ -28,7 +28,9 @@ GiB = 1 << 30
 MiB = 1 << 20
 PREFILL_CHUNK = 2048  # generate.PREFILL_STEP (not imported: this module loads no model)
 FIXED_WORKING = 48 * MiB  # tokenizer state, MLX's small buffers, per-call temporaries
-DEQUANTIZED_LINEAR = 64 * MiB  # dequant_matmul.MAX_DEQUANTIZED_BYTES (not imported: it loads MLX)
+# The largest linear layer a prefill dequantizes at once (dequant_matmul.py takes it from here; a
+# 4096x2048 attention projection is 32 MiB): the working memory plans for one.
+MAX_DEQUANTIZED_BYTES = 64 * MiB
 IO_THREADS = 8
 
 
@@ -138,7 +140,7 @@ def working_bytes(
     experts = chunk * top_k * moe_width * f * 3  # the switch layer's gate/up/down intermediates
     # A prefill on OpenBLAS (dequant_matmul.py): each part holds one expert's projections dequantized,
     # and one linear layer is dequantized at a time.
-    dequantized = parts * dequantized_expert + DEQUANTIZED_LINEAR
+    dequantized = parts * dequantized_expert + MAX_DEQUANTIZED_BYTES
     return kv + scores + rows + experts + dequantized + FIXED_WORKING
 
 

@@ -51,7 +51,8 @@ def test_cut_by_key_value_heads_gives_the_bits_of_one_part(mask, sinks, rows, ke
     blocked = dequant_matmul.enabled() and mask == "causal"
     # One part: in blocks of rows where the prefill takes OpenBLAS's path and the mask is causal.
     first = calls[: -(-rows // cpu_attention.BLOCK_ROWS)] if blocked else calls[:1]
-    assert [shape[2] for shape in first] == ([128, 72] if rows == 200 else [128, 128, 44]) if blocked else [rows]
+    blocks = ([128, 72] if rows == 200 else [128, 128, 44]) if blocked else [rows]
+    assert [shape[2] for shape in first] == blocks
     if blocked:  # each block against the keys it may see: fp32 rounding of the full square
         np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * float(np.abs(want).max()))
     else:
