@@ -49,11 +49,12 @@ def check_mlx() -> Check:
         value = (mx.arange(4, dtype=mx.float32) * 2).sum().item()
         if value != 12:
             return Check("mlx", False, f"wrong arithmetic on {device}", "reinstall mlx: almanac's install.sh")
-        from llm_engine import cpu_blas
+        from llm_engine import cpu_blas, cpu_quantized
         from llm_engine.device import backend
 
         kind = {"metal": "Metal GPU", "cuda": "CUDA GPU"}.get(
-            backend(), f"CPU only (no GPU here; the assistant is slower), {cpu_blas.describe()}"
+            backend(),
+            f"CPU only (no GPU here; the assistant is slower), {cpu_blas.describe()}, {cpu_quantized.describe()}",
         )
         return Check("mlx", True, f"{mx.__version__} on {kind}")
     except Exception as e:  # an import failure is exactly what this check reports

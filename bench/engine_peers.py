@@ -759,7 +759,7 @@ def main() -> None:
         "--long-configs",
         default="all",
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, resident-openblas, warm, cold, "
-        "cold-wheel-blas, warm-cache, cold-cache, cold-1-thread, cold-prefetch, nunspark-warm, nunspark-cold, "
+        "cold-wheel-blas, warm-cache, cold-cache, cold-1-thread, cold-prefetch, batch, nunspark-warm, nunspark-cold, "
         "llama-warm, llama-cold); the others "
         "say they were skipped",
     )
@@ -841,7 +841,9 @@ def main() -> None:
                 (f"almanac cold, cache {budget}", "cold-cache", "cold", stream_dir, here, {"cache_gb": args.budget_gb}),
             ]
             if args.batch and plen <= 256:
-                plan.append((f"almanac cold, batch of {args.batch}", None, f"batch{args.batch}", stream_dir, here, {}))
+                plan.append(
+                    (f"almanac cold, batch of {args.batch}", "batch", f"batch{args.batch}", stream_dir, here, {})
+                )
             for kind in ("warm", "cold"):
                 ns = {"out": packed, "cache_gb": args.budget_gb}
                 plan.append(

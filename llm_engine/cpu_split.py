@@ -28,8 +28,8 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
-from . import dequant_matmul
-from .device import on_cpu
+from . import cpu_quantized, dequant_matmul
+from .device import compiled_kernels, on_cpu
 
 # A cut of a matmul's output features falls on a multiple of this many features, and a
 # layer with fewer than two such blocks is not cut (too little work to be worth a stream).
@@ -98,6 +98,17 @@ def _matmul_by_parts(module, x: mx.array, ranges, parts: list) -> mx.array:
         and dequant_matmul.many_rows(x)
         and dequant_matmul.small_enough(weight.shape[0], x.shape[-1])
     )
+    threads = module._kernel_threads
+    # The kernel computes at once, where MLX computes only what is used: a prefill chunk's output head
+    # (its logits are dropped; a decode step's are one position per sequence) stays with MLX.
+    discarded = module._head and x.ndim > 1 and x.shape[-2] > 1
+    if (
+        not dequantizing
+        and threads
+        and not discarded
+        and cpu_quantized.supports(x.dtype, weight, scales, biases, module.group_size, module.bits, module.mode)
+    ):  # a decode step's few rows: the compiled kernel, one thread per CPU part of the engine
+        return cpu_quantized.matmul(x, weight, scales, biases, module.group_size, module.bits, threads)
     outs = []
     for (lo, hi), stream in zip(ranges, parts):
         with on(stream):
@@ -156,14 +167,16 @@ _SPLIT_CLASSES = {nn.QuantizedLinear: SplitQuantizedLinear, nn.QuantizedEmbeddin
 def split_linears(model: nn.Module, n: int) -> int:
     """Cut every quantized linear layer of `model` (and a quantized embedding, for a tied output
     head) into up to n parts; returns how many layers were cut. Switch layers are other classes
-    and are left alone (switch.py cuts their pairs). When prefills dequantize (dequant_matmul.py),
-    the layers left whole get the class too, in one part: it is where that path is taken."""
-    uncut_too = dequant_matmul.enabled()
+    and are left alone (switch.py cuts their pairs). When prefills dequantize (dequant_matmul.py) or
+    few rows take the compiled kernel (cpu_quantized.py), the layers left whole get the class too, in
+    one part: it is where those paths are taken."""
+    compiled = compiled_kernels()
+    uncut_too = dequant_matmul.enabled() or compiled
     if n < 2 and not uncut_too:
         return 0
     parts = streams(n)
     cut = 0
-    for _, module in model.named_modules():
+    for name, module in model.named_modules():
         split_class = _SPLIT_CLASSES.get(type(module))
         if split_class is None:
             continue
@@ -172,6 +185,8 @@ def split_linears(model: nn.Module, n: int) -> int:
             continue
         object.__setattr__(module, "_ranges", ranges)
         object.__setattr__(module, "_parts", parts[: len(ranges)])
+        object.__setattr__(module, "_kernel_threads", n if compiled else 0)
+        object.__setattr__(module, "_head", name.endswith("lm_head") or split_class is SplitQuantizedEmbedding)
         module.__class__ = split_class
         cut += len(ranges) > 1
     return cut

@@ -5,7 +5,9 @@
   experts are read with preadv straight into the bank, and a call is computed stage by stage
   while the rest of its experts are read. Where OpenBLAS is bound (cpu_blas.py, Linux), a
   prefill's quantized products are dequantize + matmul (dequant_matmul.py) and its attention is
-  computed in blocks of rows (cpu_attention.py): prefill_dequantizes().
+  computed in blocks of rows (cpu_attention.py): prefill_dequantizes(). The other quantized
+  products (a decode step's few rows) run on kernels compiled by Numba where it is installed
+  (cpu_quantized.py): compiled_kernels().
 - metal: the stored dtype (bf16), as mlx-lm; preadv into the bank (unified memory).
 - cuda: the stored dtype (bf16), as mlx-lm; the bank is CUDA managed memory advised to stay
   in host RAM, read straight into by preadv and read by the GPU over the bus ("host", the
@@ -44,6 +46,17 @@ def prefill_dequantizes() -> bool:
     from . import cpu_blas
 
     return on_cpu() and cpu_blas.bound()
+
+
+def compiled_kernels() -> bool:
+    """True on the CPU with Numba installed (ALMANAC_CPU_KERNELS=off says no): few-row quantized
+    products (a decode step's) run on kernels compiled by Numba (cpu_quantized.py), within 1e-4 of
+    resident mlx-lm, instead of MLX's single-threaded CPU kernel."""
+    import importlib.util
+
+    if not on_cpu() or os.environ.get("ALMANAC_CPU_KERNELS", "").lower() == "off":
+        return False
+    return importlib.util.find_spec("numba") is not None
 
 
 def compute_dtype(stored: mx.Dtype) -> mx.Dtype:

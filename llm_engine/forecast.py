@@ -8,7 +8,8 @@ From the layout (manifest.json, config.json, the safetensors headers), the memor
 * compute: the engine's product on one expert's shapes, at one row (a decode token) and at the
   rows per expert a prefill chunk gives, timed on this device, on as many CPU streams at once as
   the engine cuts its work into (cpu_split.py): MLX's quantized matmul, or dequantize + matmul
-  for as many rows as the engine computes that way (dequant_matmul.py); and one layer's attention
+  for as many rows as the engine computes that way (dequant_matmul.py), or the compiled kernel on
+  as many threads (cpu_quantized.py) for the rest where it has one; and one layer's attention
   over each prompt, as the engine computes it (cpu_attention.py), with the model's heads.
 
 The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
@@ -113,11 +114,12 @@ def measure_compute(
     manifest: mf.Manifest, rows: tuple[int, ...] = (1,), seconds: float = 0.3, parts: int = 1
 ) -> ComputeTest:
     """Time the engine's product on one expert's first projection (this device, its compute dtype),
-    `parts` products at once on as many streams (the engine's cut of its work over the CPU's cores)."""
+    `parts` products at once on as many streams (the engine's cut of its work over the CPU's cores), or
+    one on `parts` threads where the engine takes the compiled kernel (cpu_quantized.py)."""
     import mlx.core as mx
 
-    from . import cpu_split, dequant_matmul
-    from .device import compute_dtype
+    from . import cpu_quantized, cpu_split, dequant_matmul
+    from .device import compiled_kernels, compute_dtype
 
     layer = next((layer for layer in manifest.layers if layer.quantization), None)
     if layer is None:
@@ -134,26 +136,36 @@ def measure_compute(
     mx.eval(w, scales, biases)
 
     streams = cpu_split.streams(parts)
+    compiled = compiled_kernels() and cpu_quantized.supports(
+        dt, w, scales, biases, q["group_size"], q["bits"], "affine"
+    )
 
-    def products(x):
-        dequantizing = dequant_matmul.enabled() and dequant_matmul.many_rows(x)
+    def products(x) -> int:
+        """The engine's products on x at once; returns how many."""
+        if dequant_matmul.enabled() and dequant_matmul.many_rows(x):
+            outs = []
+            for stream in streams:
+                with cpu_split.on(stream):
+                    outs.append(dequant_matmul.matmul(x, w, scales, biases, q["group_size"], q["bits"], "affine"))
+            mx.eval(outs)
+            return len(outs)
+        if compiled:  # one product on every part's thread
+            mx.eval(cpu_quantized.matmul(x, w, scales, biases, q["group_size"], q["bits"], parts))
+            return 1
         outs = []
         for stream in streams:
             with cpu_split.on(stream):
-                if dequantizing:
-                    outs.append(dequant_matmul.matmul(x, w, scales, biases, q["group_size"], q["bits"], "affine"))
-                else:
-                    outs.append(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
+                outs.append(mx.quantized_matmul(x, w, scales, biases, True, q["group_size"], q["bits"]))
         mx.eval(outs)
+        return len(outs)
 
     def rate(n: int) -> float:
         x = mx.random.normal((n, in_dim)).astype(dt)
         products(x)  # warm up
-        k, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or k < 3:
-            products(x)
-            k += 1
-        return k * len(streams) * n * weight_bytes / (time.perf_counter() - t0)
+        done, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or done < 3:
+            done += products(x)
+        return done * n * weight_bytes / (time.perf_counter() - t0)
 
     return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))})
 

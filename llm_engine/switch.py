@@ -7,7 +7,8 @@ import mlx.nn as nn
 import numpy as np
 from mlx.utils import tree_unflatten
 
-from . import cpu_split, dequant_matmul
+from . import cpu_quantized, cpu_split, dequant_matmul
+from .device import compiled_kernels
 from .store import LayerStore
 
 
@@ -32,6 +33,8 @@ class StreamingSwitch(nn.Module):
     A prefill call on OpenBLAS (16+ pairs per routed expert, dequant_matmul.py) runs each
     stage expert by expert instead, the wrapped layer's projections as dequantize + matmul on
     each expert's rows and its own activation between them; its parts are cut between experts.
+    Where the CPU has compiled kernels (cpu_quantized.py), the wrapped layer's projections run on
+    them, every core at once: then the other calls are not cut into parts.
     """
 
     def __init__(self, inner: nn.Module, store: LayerStore, parts: int = 1):
@@ -42,6 +45,8 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_streams", cpu_split.streams(parts))
         # A prefill computed expert by expert as dequantize + matmul on OpenBLAS (dequant_matmul.py).
         object.__setattr__(self, "_dequantizing", dequant_matmul.enabled() and dequant_matmul.computes(inner))
+        # A decode step's projections on the compiled kernels, one thread per part (cpu_quantized.py).
+        object.__setattr__(self, "_compiled", compiled_kernels() and cpu_quantized.install(inner, parts) > 0)
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)
@@ -79,6 +84,8 @@ class StreamingSwitch(nn.Module):
         self._bind()
         # Decided for the whole call, never per part, so an engine cut in parts computes as one part.
         dequantize = self._dequantizing and flat.size >= dequant_matmul.MIN_ROWS * len(experts)
+        # The compiled kernels use every core in one call: their pairs are not cut.
+        parts = 1 if self._compiled and not dequantize else len(self._streams)
         outs, order = [], []
         for g, group in enumerate(groups):
             pending = []
@@ -86,7 +93,7 @@ class StreamingSwitch(nn.Module):
                 if guess is not None:  # this call's reads are queued: the next layer's come after them
                     self._prefetch_next(np.asarray(guess))
                     guess = None
-                if len(ready) == len(experts) and len(self._streams) == 1 and not dequantize:
+                if len(ready) == len(experts) and parts == 1 and not dequantize:
                     # Every expert of the call at once (all were cached) and one stream: run it in one
                     # go. (With CPU parts the pairs are cut below, even then.)
                     if 0 < self._store.read_path.device_copy_tokens <= rows.shape[0]:
@@ -95,7 +102,7 @@ class StreamingSwitch(nn.Module):
                     mx.eval(out)  # before the bank is overwritten by the next call using it
                     return out
                 pos = np.flatnonzero(np.isin(flat, ready))
-                cut = cpu_split.cut_pairs(pos, flat[pos], len(self._streams), whole_experts=dequantize)
+                cut = cpu_split.cut_pairs(pos, flat[pos], parts, whole_experts=dequantize)
                 for stream, part in zip(self._streams, cut):
                     with cpu_split.on(stream):
                         if dequantize:

@@ -102,6 +102,9 @@ def test_doctor_reports_each_check(data_dir):
         ), (name, done.stdout)
     assert done.stdout.strip().splitlines()[-1].endswith("FAIL")
     assert done.returncode == (0 if " 0 FAIL" in done.stdout else 1)
+    # On a CPU it says which BLAS and which decode kernels the assistant's engine runs on.
+    mlx_line = next(line for line in done.stdout.splitlines() if " mlx:" in line)
+    assert "CPU only" not in mlx_line or ("BLAS" in mlx_line and "decode kernels" in mlx_line), mlx_line
 
 
 def test_doctor_fails_port_taken_by_another_program(data_dir, tmp_path):

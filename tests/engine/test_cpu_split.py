@@ -9,7 +9,7 @@ import pytest
 
 import llm_engine
 from llm_engine import cpu_attention, cpu_split, dequant_matmul
-from llm_engine.device import on_cpu
+from llm_engine.device import compiled_kernels, on_cpu
 from llm_engine.errors import EngineError
 from llm_engine.switch import StreamingSwitch
 
@@ -42,7 +42,10 @@ def test_pairs_are_cut_evenly_in_expert_order():
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("rows", [1, 37])
-def test_a_cut_quantized_linear_gives_the_same_bits(bias, n, rows):
+def test_a_cut_quantized_linear_gives_the_same_bits(bias, n, rows, monkeypatch):
+    # MLX's kernels, cut: what few rows take without Numba (with it they take cpu_quantized.py's
+    # kernels, whose bits do not depend on the threads: tests/engine/test_cpu_quantized.py).
+    monkeypatch.setenv("ALMANAC_CPU_KERNELS", "off")
     mx.random.seed(n * 100 + rows)
     layer = nn.QuantizedLinear(256, 448, bias=bias, group_size=64, bits=4)
     if bias:
@@ -61,7 +64,8 @@ def test_a_cut_quantized_linear_gives_the_same_bits(bias, n, rows):
     assert np.array_equal(np.array(got), np.array(want))
 
 
-def test_a_cut_tied_output_head_gives_the_same_bits_and_the_lookup_is_unchanged():
+def test_a_cut_tied_output_head_gives_the_same_bits_and_the_lookup_is_unchanged(monkeypatch):
+    monkeypatch.setenv("ALMANAC_CPU_KERNELS", "off")  # MLX's kernel, cut (as above)
     mx.random.seed(7)
     emb = nn.QuantizedEmbedding(320, 128, group_size=64, bits=4)
     x = mx.random.normal((1, 5, 128))
@@ -80,7 +84,8 @@ def test_cutting_keeps_the_parameters_and_their_names():
     after = {k: np.array(v) for k, v in nn.utils.tree_flatten(model.parameters())}
     assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
     # Left whole: as it was, or in one part where that class is what takes the dequantizing path.
-    assert type(model.layers[1]) is (cpu_split.SplitQuantizedLinear if dequant_matmul.enabled() else nn.QuantizedLinear)
+    uncut_class = dequant_matmul.enabled() or compiled_kernels()
+    assert type(model.layers[1]) is (cpu_split.SplitQuantizedLinear if uncut_class else nn.QuantizedLinear)
     assert getattr(model.layers[1], "_ranges", [(0, 64)]) == [(0, 64)]
 
 

@@ -204,7 +204,9 @@ def test_a_prefill_takes_the_dequantizing_path_and_matches_resident_mlx_lm(check
 
 @needs_openblas
 def test_a_layer_too_large_to_dequantize_at_once_keeps_the_quantized_kernel(monkeypatch):
-    """An output head of a large vocabulary met with many rows (a batch of 16, a quality measurement)."""
+    """An output head of a large vocabulary met with many rows (a batch of 16, a quality measurement).
+    (MLX's kernel where there is no Numba; with it, cpu_quantized.py's kernel: switched off here.)"""
+    monkeypatch.setenv("ALMANAC_CPU_KERNELS", "off")
     assert dequant_matmul.small_enough(4096, 2048) and not dequant_matmul.small_enough(32000, 2048)
     monkeypatch.setattr(dequant_matmul, "MAX_DEQUANTIZED_BYTES", 256 * 64 * 4)  # a 256x64 layer fits, no more
     calls = []

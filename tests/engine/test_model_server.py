@@ -19,7 +19,7 @@ import pytest
 from mlx_lm.utils import load_tokenizer
 
 import llm_engine
-from llm_engine import cpu_blas
+from llm_engine import cpu_blas, cpu_quantized
 from llm_engine.device import on_cpu
 from llm_engine.serve.prompts import chat_tokens, fallback_prompt
 from llm_engine.serve.stops import StopFilter
@@ -498,12 +498,14 @@ def test_batched_server_answers_as_one_at_a_time(model_dir, engine):
     prompts = ["The quick brown fox", "An offline library", "Why does water boil?"]
     refs = [reference(engine, p, 20).text for p in prompts]
     with running(model_dir, "--max-batch", "3") as (p, server):
-        if on_cpu():  # the server says which BLAS its CPU matmuls run on (llm_engine/cpu_blas.py)
+        if on_cpu():  # the server says which BLAS and decode kernels its CPU runs (cpu_blas.py, cpu_quantized.py)
             said = "CPU matmuls on " + ("OpenBLAS " if cpu_blas.bound() else "the MLX wheel's BLAS (")
             deadline = time.monotonic() + 10  # written before the line saying it serves; read by another thread
             while not any(line.startswith(said) for line in p.stderr_lines) and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert any(line.startswith(said) for line in p.stderr_lines), p.stderr_lines[:3]
+            line = next(line for line in p.stderr_lines if line.startswith(said))
+            assert line.endswith("; " + cpu_quantized.describe()), line
         results: dict = {}
 
         def ask(i: int) -> None:
