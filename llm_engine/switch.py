@@ -45,7 +45,9 @@ class StreamingSwitch(nn.Module):
         object.__setattr__(self, "_streams", cpu_split.streams(parts))
         # A prefill computed expert by expert as dequantize + matmul on OpenBLAS (dequant_matmul.py).
         object.__setattr__(self, "_dequantizing", dequant_matmul.enabled() and dequant_matmul.computes(inner))
-        # A decode step's projections on the compiled kernels, one thread per part (cpu_quantized.py).
+        # A prefill's experts unpacked on the compiled kernel (dequant_matmul.expert_rows_by_parts), and a
+        # decode step's projections on the compiled kernels, one thread per part (cpu_quantized.py).
+        object.__setattr__(self, "_unpacking", self._dequantizing and dequant_matmul.unpacks(inner))
         object.__setattr__(self, "_compiled", compiled_kernels() and cpu_quantized.install(inner, parts) > 0)
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
@@ -103,6 +105,16 @@ class StreamingSwitch(nn.Module):
                     return out
                 pos = np.flatnonzero(np.isin(flat, ready))
                 cut = cpu_split.cut_pairs(pos, flat[pos], parts, whole_experts=dequantize)
+                if dequantize and self._unpacking:  # the experts unpacked on the compiled kernel, part by part
+                    jobs = []
+                    for stream, part in zip(self._streams, cut):
+                        with cpu_split.on(stream):
+                            jobs.append((stream, rows[mx.array(part // k)], lut[flat[part]]))
+                    for y, part in zip(dequant_matmul.expert_rows_by_parts(self._inner, jobs), cut):
+                        pending.append(y)
+                        outs.append(y)
+                        order.append(part)
+                    continue
                 for stream, part in zip(self._streams, cut):
                     with cpu_split.on(stream):
                         if dequantize:

@@ -1,5 +1,6 @@
 """A prefill's attention on the CPU (cpu_attention.py): cut by key/value heads with the same bits, in
-blocks of query rows within fp32 rounding of the full square, and only inside the engine's calls."""
+blocks of query rows (their softmax on the host) within fp32 rounding of the full square, and only
+inside the engine's calls."""
 
 from __future__ import annotations
 
@@ -45,14 +46,20 @@ def test_cut_by_key_value_heads_gives_the_bits_of_one_part(mask, sinks, rows, ke
     monkeypatch.setattr(
         mx.fast, "scaled_dot_product_attention", lambda q, *a, **k: calls.append(q.shape) or real(q, *a, **k)
     )
+    real_softmax, softmaxes = cpu_attention._softmax_on_host, []
+    monkeypatch.setattr(cpu_attention, "_softmax_on_host", lambda s, d: softmaxes.append(s.shape) or real_softmax(s, d))
     one = _with_parts(1, *args, **kwargs)
     for n in (2, 3):
         assert np.array_equal(_with_parts(n, *args, **kwargs), one), n
     blocked = dequant_matmul.enabled() and mask == "causal"
-    # One part: in blocks of rows where the prefill takes OpenBLAS's path and the mask is causal.
-    first = calls[: -(-rows // cpu_attention.BLOCK_ROWS)] if blocked else calls[:1]
+    # One part: in blocks of rows where the prefill takes OpenBLAS's path and the mask is causal; without
+    # attention sinks, each block's softmax on the host (numpy) between two products, and no MLX attention.
+    on_host = blocked and not sinks
     blocks = ([128, 72] if rows == 200 else [128, 128, 44]) if blocked else [rows]
-    assert [shape[2] for shape in first] == blocks
+    if on_host:
+        assert [shape[-2] for shape in softmaxes[: len(blocks)]] == blocks and calls == []
+    else:
+        assert [shape[2] for shape in calls[: len(blocks)]] == blocks and softmaxes == []
     if blocked:  # each block against the keys it may see: fp32 rounding of the full square
         np.testing.assert_allclose(one, want, rtol=0, atol=1e-6 * float(np.abs(want).max()))
     else:

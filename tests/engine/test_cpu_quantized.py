@@ -1,7 +1,8 @@
-"""Few-row quantized products on Numba's compiled kernels (cpu_quantized.py): they compute what MLX's
+"""Numba's compiled CPU kernels (cpu_quantized.py): few-row quantized products compute what MLX's
 quantized kernels compute (to fp32 rounding) for every supported bits and group size, a row's bits do
 not depend on its batch, its experts' order or the thread count, what the kernels do not support keeps
-MLX's kernel, and an engine's decode really takes them and still matches resident mlx-lm."""
+MLX's kernel, and an engine's decode really takes them and still matches resident mlx-lm; the unpacking
+of a prefill's experts gives mx.dequantize's bits, and an engine's prefill takes it."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 from mlx_lm.models.cache import make_prompt_cache
-from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU
+from mlx_lm.models.switch_layers import QuantizedSwitchLinear, SwitchGLU, SwitchMLP
 
 import llm_engine
-from llm_engine import cpu_quantized
+from llm_engine import cpu_quantized, cpu_split, dequant_matmul
 from llm_engine.device import compiled_kernels, on_cpu
 
 from engine_testing import greedy_with_logits, random_prompt, resident_reference
@@ -164,3 +165,69 @@ def test_an_engine_without_the_kernels_gives_the_same_tokens(checkpoints, monkey
         without = greedy_with_logits(engine.model, prompt, 6)
     assert calls == [] and without[0] == with_kernels[0]
     np.testing.assert_allclose(without[1], with_kernels[1], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("bits", cpu_quantized.BITS)
+@pytest.mark.parametrize("group_size", cpu_quantized.GROUP_SIZES)
+def test_unpacking_gives_the_bits_of_mx_dequantize(bits, group_size):
+    weight, scales, biases = _quantized((40, 256), group_size, bits, seed=bits * group_size)
+    want = mx.dequantize(weight, scales, biases, group_size, bits)
+    out = np.full((40, 256), np.nan, dtype=np.float32)
+    cpu_quantized.dequantize_into(*(np.asarray(a) for a in (weight, scales, biases)), out, group_size, bits)
+    assert np.array_equal(out, np.array(want))
+
+
+def _switch_layer(kind: str) -> nn.Module:
+    """mlx-lm's own switch layer, 8 experts quantized 4-bit with random weights and biases."""
+    layer = SwitchGLU(256, 192, 8, bias=True) if kind == "glu" else SwitchMLP(256, 192, 8, bias=True)
+    nn.quantize(layer, group_size=64, bits=4)
+    for i, (_, proj) in enumerate(layer.children().items()):
+        if isinstance(proj, QuantizedSwitchLinear):
+            mx.random.seed(i)
+            full = mx.random.normal((8, proj.weight.shape[1], proj.input_dims)) * 0.1
+            proj.weight, proj.scales, proj.biases = mx.quantize(full, 64, 4)
+            proj.bias = mx.random.normal(proj.bias.shape)
+    return layer
+
+
+@pytest.mark.parametrize("kind", ["glu", "mlp"])
+def test_experts_unpacked_part_by_part_give_the_bits_of_expert_rows(kind):
+    """A prefill's experts on OpenBLAS: unpacked on the compiled kernel into each CPU part's buffer, each
+    part's experts in turn on its own stream, the same bits as MLX's unpacking (dequant_matmul.expert_rows)."""
+    layer = _switch_layer(kind)
+    assert dequant_matmul.unpacks(layer)
+    mx.random.seed(6)
+    x = mx.random.normal((90, 256))
+    slots = np.sort(np.random.default_rng(0).integers(0, 8, size=90))
+    want = np.array(dequant_matmul.expert_rows(layer, x, slots))
+    starts = np.flatnonzero(np.r_[True, slots[1:] != slots[:-1]])
+    for cuts in ([], [starts[3]], [starts[2], starts[5]]):  # one, two and three parts, on expert boundaries
+        edges = [0, *cuts, len(slots)]
+        streams = cpu_split.streams(len(edges) - 1)
+        parts = [(st, x[a:b], slots[a:b]) for st, a, b in zip(streams, edges[:-1], edges[1:])]
+        got = dequant_matmul.expert_rows_by_parts(layer, parts)
+        assert [g.shape[0] for g in got] == np.diff(edges).tolist()
+        assert np.array_equal(np.array(mx.concatenate(got)), want), cuts
+
+
+def test_only_supported_experts_are_unpacked_on_the_kernel():
+    layer = _switch_layer("glu")
+    layer.down_proj.scales = layer.down_proj.scales.astype(mx.bfloat16)  # the CPU holds fp32: not this
+    assert dequant_matmul.computes(layer) and not dequant_matmul.unpacks(layer)
+    assert not dequant_matmul.unpacks(SwitchGLU(64, 32, 4))  # not quantized
+
+
+@pytest.mark.skipif(not dequant_matmul.enabled(), reason="no OpenBLAS: a prefill keeps the quantized kernels")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_an_engines_prefill_unpacks_its_experts_on_the_kernel(checkpoints, arch, monkeypatch):
+    unpacked = []
+    real = cpu_quantized.dequantize_into
+    monkeypatch.setattr(cpu_quantized, "dequantize_into", lambda *a: unpacked.append(a[0].shape) or real(*a))
+    prompt = random_prompt(300, seed=12)
+    want_tokens, want_logits = greedy_with_logits(resident_reference(checkpoints, arch), prompt, 4)
+    with llm_engine.load(checkpoints.streamed(arch)) as engine:
+        got_tokens, got_logits = greedy_with_logits(engine.model, prompt, 4)
+    # gpt-oss's mxfp4 experts keep MLX's dequantize.
+    assert bool(unpacked) == (arch != "gpt_oss")
+    assert got_tokens == want_tokens
+    np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=1e-4)

@@ -97,7 +97,7 @@ def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch
     path = checkpoints.streamed(arch)
     prompt = random_prompt(120, seed=3)
     runs, attention = {}, {}
-    real_sdpa = mx.fast.scaled_dot_product_attention
+    real_sdpa, real_softmax = mx.fast.scaled_dot_product_attention, cpu_attention._softmax_on_host
     for threads in (1, 3):
         calls = attention[threads] = []
 
@@ -105,7 +105,12 @@ def test_an_engine_cut_three_ways_gives_the_bits_of_one_thread(checkpoints, arch
             calls.append((q.shape[2], k.shape[1]))  # query rows, key/value heads
             return real_sdpa(q, k, v, **kw)
 
+        def softmax(scores, diagonal, calls=calls):  # a prefill's block on OpenBLAS's path (cpu_attention.py)
+            calls.append((scores.shape[-2], scores.shape[1]))  # (batch, kv heads, per kv head, rows, keys)
+            return real_softmax(scores, diagonal)
+
         monkeypatch.setattr(mx.fast, "scaled_dot_product_attention", sdpa)
+        monkeypatch.setattr(cpu_attention, "_softmax_on_host", softmax)
         with llm_engine.load(path, cpu_threads=threads) as engine:
             switches = [m for _, m in engine.model.named_modules() if isinstance(m, StreamingSwitch)]
             assert {len(s._streams) for s in switches} == {threads}

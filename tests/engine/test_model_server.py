@@ -505,7 +505,7 @@ def test_batched_server_answers_as_one_at_a_time(model_dir, engine):
                 time.sleep(0.05)
             assert any(line.startswith(said) for line in p.stderr_lines), p.stderr_lines[:3]
             line = next(line for line in p.stderr_lines if line.startswith(said))
-            assert line.endswith("; " + cpu_quantized.describe()), line
+            assert line.rstrip().endswith("; " + cpu_quantized.describe()), line
         results: dict = {}
 
         def ask(i: int) -> None:
