@@ -18,6 +18,10 @@ on the same prompt token ids (--prompts, 32 and 1,500 tokens by default):
                           cold with ALMANAC_CPU_BLAS=off: the engine without OpenBLAS (every other
                           almanac row binds it, llm_engine/cpu_blas.py, and computes a prefill's
                           quantized products as dequantize + matmul there)
+  almanac cold, MLX's kernels
+                          cold with ALMANAC_CPU_KERNELS=off: MLX's quantized kernels for the few-row
+                          products (every other almanac row takes the ones compiled by Numba,
+                          llm_engine/cpu_quantized.py, where it is installed)
   almanac cold, 1 thread  cold with the CPU's work on MLX's one thread (--cpu-threads 1), as
                           resident mlx-lm runs; the other rows spread it over every core
   almanac cold, batch N   N sequences decoded together (BatchGenerator), cold: aggregate
@@ -617,6 +621,7 @@ def worker(args) -> dict:
 
 # The MLX wheel's own BLAS (reference BLAS on Linux): mlx-lm as shipped, and the engine before cpu_blas.py.
 WHEEL_BLAS = {"ALMANAC_CPU_BLAS": "off"}  # an environment (the rows pass {"env": WHEEL_BLAS})
+MLX_KERNELS = {"ALMANAC_CPU_KERNELS": "off"}  # MLX's quantized kernels instead of the compiled ones
 # mlx-lm given the same OpenBLAS the way a user would give it, preloaded, with its default threads.
 OPENBLAS_ROW = {"env": {"ALMANAC_CPU_BLAS": "off", "LD_PRELOAD": "libopenblas.so.0"}}
 
@@ -759,7 +764,8 @@ def main() -> None:
         "--long-configs",
         default="all",
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, resident-openblas, warm, cold, "
-        "cold-wheel-blas, warm-cache, cold-cache, cold-1-thread, cold-prefetch, batch, nunspark-warm, nunspark-cold, "
+        "cold-wheel-blas, cold-mlx-kernels, warm-cache, cold-cache, cold-1-thread, cold-prefetch, batch, "
+        "nunspark-warm, nunspark-cold, "
         "llama-warm, llama-cold); the others "
         "say they were skipped",
     )
@@ -835,6 +841,7 @@ def main() -> None:
                 ("almanac warm", "warm", "warm", stream_dir, here, {}),
                 ("almanac cold", "cold", "cold", stream_dir, here, {}),
                 ("almanac cold, wheel's BLAS", "cold-wheel-blas", "cold", stream_dir, here, {"env": WHEEL_BLAS}),
+                ("almanac cold, MLX's kernels", "cold-mlx-kernels", "cold", stream_dir, here, {"env": MLX_KERNELS}),
                 ("almanac cold, 1 CPU thread", "cold-1-thread", "cold", stream_dir, here, {"cpu_threads": 1}),
                 ("almanac cold, prefetch", "cold-prefetch", "cold", stream_dir, here, {"prefetch": "on"}),
                 (f"almanac warm, cache {budget}", "warm-cache", "warm", stream_dir, here, {"cache_gb": args.budget_gb}),
