@@ -226,12 +226,16 @@ class CompiledSwitchLinear(QuantizedSwitchLinear):
         return y
 
 
-def install(layer, threads: int) -> int:
-    """Give every QuantizedSwitchLinear under `layer` the kernel, on `threads` threads; returns how many."""
-    n = 0
-    for _, module in layer.named_modules():
-        if type(module) is QuantizedSwitchLinear:
-            object.__setattr__(module, "_threads", threads)
-            module.__class__ = CompiledSwitchLinear
-            n += 1
-    return n
+def install(layer, threads: int) -> bool:
+    """Give the QuantizedSwitchLinear projections under `layer` the kernel, on `threads` threads, when the
+    kernel has their mode, bits and group size (their dtypes are checked at each call, supports()); returns
+    True when every one of them got it (gpt-oss's mxfp4 experts keep MLX's kernel: False)."""
+    projections = [m for _, m in layer.named_modules() if isinstance(m, QuantizedSwitchLinear)]
+    if not projections or not all(
+        p.mode == "affine" and p.bits in BITS and p.group_size in GROUP_SIZES for p in projections
+    ):
+        return False
+    for module in projections:
+        object.__setattr__(module, "_threads", threads)
+        module.__class__ = CompiledSwitchLinear
+    return True

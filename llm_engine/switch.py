@@ -48,7 +48,7 @@ class StreamingSwitch(nn.Module):
         # A prefill's experts unpacked on the compiled kernel (dequant_matmul.expert_rows_by_parts), and a
         # decode step's projections on the compiled kernels, one thread per part (cpu_quantized.py).
         object.__setattr__(self, "_unpacking", self._dequantizing and dequant_matmul.unpacks(inner))
-        object.__setattr__(self, "_compiled", compiled_kernels() and cpu_quantized.install(inner, parts) > 0)
+        object.__setattr__(self, "_compiled", compiled_kernels() and cpu_quantized.install(inner, parts))
         # Next-layer prefetch (loader._link_prefetch): the next MoE layer's store and a function
         # guessing its experts from this layer's input (its router applied early).
         object.__setattr__(self, "next_store", None)

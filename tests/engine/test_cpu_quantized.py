@@ -100,7 +100,13 @@ def test_what_the_kernels_do_not_support_keeps_mlx_kernel_and_its_bits():
     layer = QuantizedSwitchLinear(256, 64, 4, bias=True, group_size=32, bits=4, mode="mxfp4")
     x, idx = mx.random.normal((3, 1, 1, 256)), mx.array([[0], [3], [1]], dtype=mx.uint32)
     want = layer(x, idx)
-    assert cpu_quantized.install(nn.Sequential(layer), threads=2) == 1
+    assert not cpu_quantized.install(nn.Sequential(layer), threads=2)  # mxfp4: not installed at all
+    assert type(layer) is QuantizedSwitchLinear
+    # Installed on an affine layer whose dtypes it does not take (bf16 scales): it computes as MLX does.
+    layer = QuantizedSwitchLinear(256, 64, 4, bias=False, group_size=64, bits=4)
+    layer.scales, layer.biases = layer.scales.astype(mx.bfloat16), layer.biases.astype(mx.bfloat16)
+    want = layer(x, idx)
+    assert cpu_quantized.install(nn.Sequential(layer), threads=2)
     assert isinstance(layer, cpu_quantized.CompiledSwitchLinear)
     assert np.array_equal(np.array(layer(x, idx)), np.array(want))
 
@@ -112,7 +118,10 @@ def test_an_installed_switch_layer_computes_what_mlx_lm_computes_with_its_biases
         proj.bias = mx.random.normal(proj.bias.shape)
     x, idx = mx.random.normal((2, 3, 256)), mx.array(np.random.default_rng(0).integers(0, 4, (2, 3, 2)), mx.uint32)
     want = layer(x, idx)
-    assert cpu_quantized.install(layer, threads=2) == 3
+    assert cpu_quantized.install(layer, threads=2)
+    assert all(
+        isinstance(p, cpu_quantized.CompiledSwitchLinear) for p in (layer.gate_proj, layer.up_proj, layer.down_proj)
+    )
     got = layer(x, idx)
     _close(got, want)
 
