@@ -38,6 +38,12 @@ class DataDir:
         return self.root / "almanac.pid"
 
     @property
+    def kernel_cache(self) -> Path:
+        """Where the model engine's compiled CPU kernels are cached (Numba's NUMBA_CACHE_DIR): the service's
+        sandbox lets it write only the data dir."""
+        return self.root / "cache" / "kernels"
+
+    @property
     def gazetteer(self) -> Path:
         """The GeoNames place index `almanac maps init` builds."""
         return self.maps / "gazetteer.db"

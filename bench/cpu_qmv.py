@@ -1,18 +1,15 @@
-"""MLX's CPU 4-bit matrix-vector product (a decode step's kernel) against a fused one compiled by Numba.
+"""MLX's CPU 4-bit matrix-vector product (a decode step's kernel) against the engine's compiled one.
 
-On the CPU, decode is MLX's quantized matrix-vector kernel: scalar code, one thread per stream,
-~0.6 ns a weight. llama.cpp's vectorised kernels decode 7-8x faster on the same weights
-(bench/engine_peers.py). This bench asks whether a kernel of our own on MLX's packed layout (affine
-4-bit, groups of 64, low nibble first, fp32 scales and biases), compiled by Numba (LLVM, threads over
-output rows), would close that, before any of it is built into the engine: on a decode's shapes (one
-expert's projection, an attention projection, a 32,000-row output head) it times MLX's
-quantized_matmul on one row, on one stream and cut over two streams as the engine runs it
-(cpu_split.py), and the Numba kernel on every core, and checks their results agree.
+On the CPU, a decode was MLX's quantized matrix-vector kernel: scalar code, one thread per stream,
+~0.6 ns a weight. The engine now computes those products on kernels compiled by Numba
+(llm_engine/cpu_quantized.py: MLX's packed layout, affine, every core, vectorised over a group's
+words). This bench times, on a decode's shapes (one expert's projection, an attention projection, a
+32,000-row output head) at one row and at four (a batch of four sequences): MLX's quantized_matmul on
+one stream, cut over two streams as the engine cuts it without the kernels (cpu_split.py), and the
+engine's kernel through the call the engine makes (cpu_quantized.matmul: waits for x, copies the
+result back into MLX), and checks their results agree.
 
-Numba is not an Almanac dependency; run this in a throwaway virtualenv:
-
-    python3 -m venv /var/tmp/numba-venv && /var/tmp/numba-venv/bin/pip install "mlx[cpu]==0.32.4" numba
-    /var/tmp/numba-venv/bin/python bench/cpu_qmv.py [--rounds 20]
+    python bench/cpu_qmv.py [--rounds 20]
 """
 
 from __future__ import annotations
@@ -22,35 +19,13 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 SHAPES = (("expert projection", 768, 2048), ("attention q/o projection", 4096, 2048), ("output head", 32000, 2048))
-
-
-def kernel():
-    from numba import njit, prange
-
-    @njit(parallel=True, fastmath=True)
-    def q4_gemv(x, w, scales, biases, out):
-        """out = x @ W.T for one row x and MLX's affine 4-bit W (words of 8 values, groups of 64)."""
-        rows, groups = w.shape[0], scales.shape[1]
-        for f in prange(rows):
-            acc = 0.0
-            for g in range(groups):
-                dot = 0.0
-                total = 0.0
-                for j in range(8):
-                    word = w[f, g * 8 + j]
-                    base = g * 64 + j * 8
-                    for n in range(8):
-                        xv = x[base + n]
-                        dot += xv * ((word >> (4 * n)) & 0xF)
-                        total += xv
-                acc += scales[f, g] * dot + biases[f, g] * total
-            out[f] = acc
-
-    return q4_gemv
 
 
 def median_ms(f, rounds: int) -> float:
@@ -63,11 +38,13 @@ def median_ms(f, rounds: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def row(name: str, rows: int, width: int, q4_gemv, streams, rng, rounds: int) -> str:
+def row(name: str, rows: int, width: int, m: int, streams, rng, rounds: int) -> str:
     import mlx.core as mx
 
+    from llm_engine import cpu_quantized
+
     w, scales, biases = mx.quantize(mx.array(rng.standard_normal((rows, width), dtype=np.float32)), 64, 4)
-    x = mx.array(rng.standard_normal((1, width), dtype=np.float32))
+    x = mx.array(rng.standard_normal((m, width), dtype=np.float32))
     mx.eval(w, scales, biases, x)
     half = rows // 2
 
@@ -82,15 +59,16 @@ def row(name: str, rows: int, width: int, q4_gemv, streams, rng, rounds: int) ->
                 outs.append(mx.quantized_matmul(x, w[part], scales[part], biases[part], True, 64, 4))
         mx.eval(outs)
 
-    wn, sn, bn, xn = np.array(w), np.array(scales), np.array(biases), np.array(x)[0]
-    out = np.empty(rows, dtype=np.float32)
-    want = np.array(mx.quantized_matmul(x, w, scales, biases, True, 64, 4))[0]
-    t1, t2 = median_ms(one, rounds), median_ms(two, rounds)
-    tn = median_ms(lambda: q4_gemv(xn, wn, sn, bn, out), rounds)
-    diff = float(np.abs(out - want).max() / np.abs(want).max())
+    def compiled():
+        mx.eval(cpu_quantized.matmul(x, w, scales, biases, 64, 4))
+
+    want = np.array(mx.quantized_matmul(x, w, scales, biases, True, 64, 4))
+    got = np.array(cpu_quantized.matmul(x, w, scales, biases, 64, 4))
+    t1, t2, tn = median_ms(one, rounds), median_ms(two, rounds), median_ms(compiled, rounds)
+    diff = float(np.abs(got - want).max() / np.abs(want).max())
     return (
-        f"| {name} {rows}x{width} | {rows * width / 1e6:.1f} M | {t1:.2f} | {t2:.2f} | {tn:.2f} | "
-        f"{t2 / tn:.1f}x | {tn * 1e6 / (rows * width):.3f} | {diff:.1e} |"
+        f"| {name} {rows}x{width} | {m} | {rows * width / 1e6:.1f} M | {t1:.2f} | {t2:.2f} | {tn:.2f} | "
+        f"{t2 / tn:.1f}x | {tn * 1e6 / (rows * width * m):.3f} | {diff:.1e} |"
     )
 
 
@@ -98,24 +76,30 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=20)
     args = ap.parse_args()
-    try:
-        import numba
-    except ImportError:
-        sys.exit("numba is not installed here: see this script's docstring for the throwaway virtualenv")
-    import mlx.core as mx  # the BLAS does not matter here: quantized_matmul is MLX's own kernel
+    import llm_engine  # noqa: F401  first, as the engine runs (cpu_blas.py)
+    import mlx.core as mx
+    from importlib.metadata import version
 
-    q4_gemv = kernel()
+    from llm_engine.device import compiled_kernels
+
+    if not compiled_kernels():
+        sys.exit("no compiled kernels here (Numba missing, or ALMANAC_CPU_KERNELS=off)")
+    import numba
+
     streams = [mx.default_stream(mx.cpu), mx.new_stream(mx.cpu)]  # as cpu_split.streams(2)
     rng = np.random.default_rng(0)
-    threads = numba.get_num_threads()
-    print(f"MLX {mx.__version__}, Numba {numba.__version__} on {threads} threads, {os.cpu_count()} CPUs")
     print(
-        "| shape | weights | MLX 1 stream ms | MLX 2 streams ms | Numba ms | Numba vs MLX 2 streams "
-        "| ns/weight (Numba) | max diff / max |"
+        f"MLX {mx.__version__}, Numba {version('numba')} on {numba.config.NUMBA_NUM_THREADS} threads, "
+        f"{os.cpu_count()} CPUs"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| shape | rows | weights | MLX 1 stream ms | MLX 2 streams ms | compiled ms | compiled vs MLX 2 streams "
+        "| ns per weight and row (compiled) | max diff / max |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, rows, width in SHAPES:
-        print(row(name, rows, width, q4_gemv, streams, rng, args.rounds))
+        for m in (1, 4):
+            print(row(name, rows, width, m, streams, rng, args.rounds))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ From the layout (manifest.json, config.json, the safetensors headers), the memor
 The model assumed: routing is uniform (a token's top-k experts are any k of the layer's), so a
 cache of S slots out of E experts hits S/E of the time and a prompt of P tokens touches
 E * (1 - (1 - k/E)^P) experts per layer; a decode token costs the compute of every quantized
-weight it touches (resident and its experts) plus the reads that compute does not hide, plus one
-expert's read per layer (nothing can run before the first one). Real routing is skewed (a cache
-hits more), and the compute rate is the kernel's alone: compare with a measured run (the bench
-prints both).
+weight it touches (resident and its experts, the weights cycled through more memory than the
+CPU's caches hold) plus its reads (on the CPU, whose cores also copy what is read; on a GPU only
+what compute does not hide), plus one expert's read per layer (nothing can run before the first
+one), plus the fixed cost of each of its product calls (timed on a tiny product). Real routing is
+skewed (a cache hits more): compare with a measured run (the bench prints both).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from pathlib import Path
 
 from . import manifest as mf
 from .memory import IO_THREADS, MemoryPlan, plan_memory, text_config
+
+# Bytes of quantized weights the compute test cycles through (more than a CPU's caches hold).
+WEIGHTS_BEYOND_CACHES = 64 << 20
 
 
 @dataclass
@@ -108,6 +112,7 @@ class ComputeTest:
 
     rates: dict  # rows -> (rows x weight bytes) / s
     attention_s: dict = field(default_factory=dict)  # prompt tokens -> s, one attention layer
+    call_s: float = 0.0  # the fixed cost of one product call (a tiny one's time): dispatch, syncs
 
 
 def measure_compute(
@@ -130,18 +135,27 @@ def measure_compute(
     out_dim, packed = shape
     in_dim = packed * 32 // q["bits"]
     dt = compute_dtype(mx.bfloat16)
-    w, scales, biases = mx.quantize(mx.random.normal((out_dim, in_dim)).astype(dt), q["group_size"], q["bits"])
+    # Several copies, used in turn, so the weights come from memory as a decode's do, not from the CPU's
+    # caches (at least WEIGHTS_BEYOND_CACHES of them).
+    copies = max(1, -(-WEIGHTS_BEYOND_CACHES // (out_dim * packed * 4)))
+    mats = [
+        mx.quantize(mx.random.normal((out_dim, in_dim)).astype(dt), q["group_size"], q["bits"]) for _ in range(copies)
+    ]
+    mx.eval(mats)
+    w, scales, biases = mats[0]
     # Count the bytes as stored (bf16 scales), as the forecast's byte counts are.
     weight_bytes = w.nbytes + (scales.size + biases.size) * 2
-    mx.eval(w, scales, biases)
+    turn = [0]
 
     streams = cpu_split.streams(parts)
     compiled = compiled_kernels() and cpu_quantized.supports(
         dt, w, scales, biases, q["group_size"], q["bits"], "affine"
     )
 
-    def products(x) -> int:
-        """The engine's products on x at once; returns how many."""
+    def products(x, tiny=None) -> int:
+        """The engine's products on x at once (on the next copy of the weights, or on `tiny`); returns how many."""
+        turn[0] += 1
+        w, scales, biases = tiny or mats[turn[0] % copies]
         if dequant_matmul.enabled() and dequant_matmul.many_rows(x):
             outs = []
             for stream in streams:
@@ -167,7 +181,15 @@ def measure_compute(
             done += products(x)
         return done * n * weight_bytes / (time.perf_counter() - t0)
 
-    return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))})
+    tiny = mx.quantize(mx.random.normal((q["group_size"], q["group_size"])).astype(dt), q["group_size"], q["bits"])
+    x1 = mx.random.normal((1, q["group_size"])).astype(dt)
+    mx.eval(tiny, x1)
+    products(x1, tiny)
+    done, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds / 3 or done < 3:
+        done += products(x1, tiny)
+    call_s = (time.perf_counter() - t0) / done
+    return ComputeTest({int(r): rate(int(r)) for r in sorted(set(rows))}, call_s=call_s)
 
 
 def attention_layers(config: dict) -> int:
@@ -209,12 +231,14 @@ def measure_attention(config: dict, prompts: tuple[int, ...], parts: int = 1, lo
     return out
 
 
-def _quantized_resident_bytes(path: Path, manifest: mf.Manifest) -> tuple[int, int]:
+def _quantized_resident_bytes(path: Path, manifest: mf.Manifest) -> tuple[int, int, int]:
     """Bytes of the resident quantized weights a token goes through (the embedding is a lookup),
-    and of those the output head's (a prefill computes it for the last token only)."""
+    of those the output head's (a prefill computes it for the last token only), and how many
+    quantized layers they are (a decode token's products on them)."""
     import struct
 
     total = head = 0
+    layers = set()
     for f in manifest.files:
         if not f.file.endswith(".safetensors"):
             continue
@@ -228,7 +252,8 @@ def _quantized_resident_bytes(path: Path, manifest: mf.Manifest) -> tuple[int, i
                 a, b = t["data_offsets"]
                 total += b - a
                 head += b - a if "lm_head" in module else 0
-    return total, head
+                layers.add(module)
+    return total, head, len(layers)
 
 
 @dataclass
@@ -288,16 +313,27 @@ def forecast(
     attending = attention_layers(config)
     blob = max((layer.blob_size for layer in manifest.layers), default=0)
     hit = min(1.0, plan.cache_slots / experts) if experts else 0.0
-    dense, head = _quantized_resident_bytes(path, manifest)
+    dense, head, dense_layers = _quantized_resident_bytes(path, manifest)
     per_token_weights = dense + layers * k * blob  # stored bytes a decode token computes with
     rate1 = compute.rates.get(1) or 1.0
     compute_s = per_token_weights / rate1
+    # A token's product calls, each with its fixed cost: the resident layers', and each MoE layer's
+    # projections in about two stages (the experts in memory, then the ones read).
+    projections = max((len(layer.quantization) for layer in manifest.layers if layer.num_experts), default=0)
+    calls_s = (
+        dense_layers + 2 * projections * sum(1 for layer in manifest.layers if layer.num_experts)
+    ) * compute.call_s
+    # On the CPU the reads' copies into the bank take the cores the compute uses: they add up. A GPU
+    # computes while the CPU reads.
+    from .device import on_cpu
+
+    overlap = not on_cpu()
     decode, prefill = {}, {}
     for name, gbps in (("warm", reads.warm_gbps), ("cold", reads.cold_gbps)):
         read_bytes = layers * k * blob * (1 - hit)
         read_s = read_bytes / (gbps * 1e9) if gbps else 0.0
         first = layers * (blob / (gbps * 1e9)) * (1 - hit) if gbps else 0.0
-        t = compute_s + max(0.0, read_s - compute_s) + first
+        t = compute_s + (max(0.0, read_s - compute_s) if overlap else read_s) + first + calls_s
         decode[name] = {"tok_per_s": 1 / t if t else 0.0, "bytes_per_token": read_bytes, "hit_rate": hit}
     for p in prompts:
         # Each touched expert multiplies its share of the prompt's rows; the dense weights all rows.

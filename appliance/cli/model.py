@@ -10,9 +10,21 @@ import os
 
 import click
 
+from ..config import ConfigError
+from ..datadir import DataDir
+
 
 def _engine():
     # Imported lazily: MLX start-up is not needed by `almanac --help`.
+    if "NUMBA_CACHE_DIR" not in os.environ:  # the CPU kernels' cache in the data dir (read when Numba loads)
+        try:
+            os.environ["NUMBA_CACHE_DIR"] = os.fspath(DataDir(_state().config.data_dir).kernel_cache)
+        except (
+            ConfigError,
+            OSError,
+            RuntimeError,
+        ):  # no configuration (or no click context): Numba's own places, or none (it compiles anew)
+            pass
     import llm_engine
 
     return llm_engine
@@ -377,14 +389,19 @@ def verify_cmd(directory):
     click.echo(f"OK: every checksum matches ({directory})")
 
 
-def _data():
-    """The data dir, also when this group runs on its own (`python -m appliance.cli.model`)."""
+def _state():
+    """The CLI's state, also when this group runs on its own (`python -m appliance.cli.model`)."""
     state = click.get_current_context().find_root().obj
     if state is None:
         from .state import CliState
 
         state = CliState(None)
-    return state.data()
+    return state
+
+
+def _data():
+    """The data dir, created if need be."""
+    return _state().data()
 
 
 def _models_dir():
@@ -573,7 +590,10 @@ def plan_cmd(directory, memory_gb, context_tokens, max_batch, read_seconds, as_j
         f"read test         {r.cold_gbps:.2f} GB/s from disk ({r.how}), {r.warm_gbps:.2f} GB/s from the page cache"
     )
     rates = ", ".join(f"{r} row{'s' if r > 1 else ''} {v / 1e9:.2f}" for r, v in f.compute.rates.items())
-    click.echo(f"compute test      GB/s of quantized weights: {rates}")
+    click.echo(
+        f"compute test      GB/s of quantized weights: {rates}; a product call's fixed cost "
+        f"{f.compute.call_s * 1e3:.2f} ms"
+    )
     for name in ("warm", "cold"):
         d = f.decode[name]
         click.echo(

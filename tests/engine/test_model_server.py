@@ -20,7 +20,7 @@ from mlx_lm.utils import load_tokenizer
 
 import llm_engine
 from llm_engine import cpu_blas, cpu_quantized
-from llm_engine.device import on_cpu
+from llm_engine.device import compiled_kernels, on_cpu
 from llm_engine.serve.prompts import chat_tokens, fallback_prompt
 from llm_engine.serve.stops import StopFilter
 
@@ -531,3 +531,19 @@ def test_batched_server_answers_as_one_at_a_time(model_dir, engine):
         ):
             _wait_for(server, lambda h: h["busy"])
         _wait_for(server, lambda h: h["cancelled"] >= 1 and not h["busy"])
+
+
+@pytest.mark.skipif(not compiled_kernels(), reason="no compiled CPU kernels (Numba) here")
+def test_the_server_caches_its_compiled_kernels_in_the_data_dir(model_dir, tmp_path):
+    """The system service may write only its data dir: the CPU kernels are cached there (cache/kernels),
+    so a restart does not compile them again."""
+    import os
+
+    data = tmp_path / "data"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), ALMANAC_DATA=str(data))
+    env.pop("NUMBA_CACHE_DIR", None)
+    with model_serve(model_dir, env=env) as (p, url):
+        server = Server(url, int(url.rsplit(":", 1)[1]))
+        out = server.post("/v1/completions", {"model": model_dir.name, "prompt": "Hello", "max_tokens": 3})
+        assert out["choices"][0]["text"] is not None
+    assert list((data / "cache" / "kernels").rglob("*.nbi")), sorted(p.name for p in data.rglob("*"))
