@@ -42,15 +42,80 @@ GROUP_SIZES = (32, 64, 128)
 _lock = threading.Lock()
 
 
+# Features ahead whose weights each product prefetches: decode's weights stream from memory, and with them
+# in flight the kernel runs at its speed on cached weights (0.063 instead of 0.099 ns a weight).
+PREFETCH_FEATURES = 4
+
+
+@functools.cache
+def _prefetch():
+    """An LLVM prefetch (read, keep in all caches) of a[i, j, k], for Numba code."""
+    from llvmlite import ir
+    from numba import types
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def prefetch(typingctx, a, i, j, k):
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ary = context.make_array(aryty)(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(context, builder, aryty, ary, list(args[1:]), wraparound=False)
+            i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8"
+            )
+            builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            return context.get_dummy_value()
+
+        return types.void(a, i, j, k), codegen
+
+    return prefetch
+
+
 @functools.cache
 def _kernel(bits: int, group_size: int):
-    """The compiled product for one (bits, group size); compiled on its first call."""
+    """The compiled product for one (bits, group size), compiled (or read from Numba's cache) here; without
+    the prefetches where this LLVM does not take them."""
+    try:
+        kernel = _compile_kernel(bits, group_size, prefetching=True)
+        _smoke(kernel, bits, group_size)
+        return kernel
+    except Exception:  # a Numba or LLVM without this intrinsic: the same kernel without prefetches
+        return _compile_kernel(bits, group_size, prefetching=False)
+
+
+def _smoke(kernel, bits: int, group_size: int) -> None:
+    """Run the kernel once on a tiny product (this compiles it) and check it computes."""
+    words = group_size * bits // 32
+    x = np.ones((1, 1, 32 // bits, group_size // (32 // bits)), dtype=np.float32)
+    one = np.ones((1, 1, 1), dtype=np.float32)
+    out = np.zeros((1, 1), dtype=np.float32)
+    index = np.zeros(1, dtype=np.int64)
+    kernel(
+        x,
+        np.ones((1, 1), np.float32),
+        index,
+        np.array([0, 1]),
+        index,
+        np.zeros((1, 1, words), np.uint32),
+        one,
+        one,
+        out,
+    )
+    if out[0, 0] != 1.0:  # every weight 0, its scale and bias 1, the group's input sum 1: 1 * 0 + 1 * 1
+        raise RuntimeError("the compiled product computed the wrong value")
+
+
+def _compile_kernel(bits: int, group_size: int, prefetching: bool):
     import numba
     from numba import prange
 
     values_per_word = 32 // bits
     words_per_group = group_size // values_per_word
     mask = np.uint32((1 << bits) - 1)
+    prefetch = _prefetch() if prefetching else None
+    ahead = PREFETCH_FEATURES if prefetching else 0
 
     def product(xp, xsum, order, seg_start, seg_expert, weight, scales, biases, out):
         """out[order[p]] = x[p] @ W[e].T for the rows p of each segment and its expert e.
@@ -59,11 +124,17 @@ def _kernel(bits: int, group_size: int):
         so that xp[p, g, n, j] is the input value that bits n*bits.. of word j of group g multiply;
         xsum: (rows, groups) each group's input sum (for the biases); weight: (experts, features, words)
         uint32; scales, biases: (experts, features, groups) fp32; out: (rows, features) fp32."""
-        features, groups = weight.shape[1], scales.shape[2]
+        features, groups, words = weight.shape[1], scales.shape[2], weight.shape[2]
         for item in prange(seg_expert.shape[0] * features):
             s = item // features
             f = item - s * features
             e = seg_expert[s]
+            if ahead and f + ahead < features:  # a later feature's weights, one 64-byte line at a time
+                for c in range(0, words, 16):
+                    prefetch(weight, e, f + ahead, c)
+                for c in range(0, groups, 16):
+                    prefetch(scales, e, f + ahead, c)
+                    prefetch(biases, e, f + ahead, c)
             for p in range(seg_start[s], seg_start[s + 1]):
                 acc = np.float32(0.0)
                 for g in range(groups):
