@@ -6,9 +6,10 @@ little else: one row per sequence times every dense layer's and every routed exp
 module computes the same products, x @ W.T for MLX's packed affine W (2, 4 or 8 bits; groups of 32,
 64 or 128; fp32 scales and biases, as the CPU holds them), on one kernel per (bits, group size)
 compiled by Numba: every core (threads over output features), vectorised over the words of a group
-(x is laid out so the values that one word holds meet contiguous x), and each row of W read once
-for all the rows that share it. 0.06-0.12 ns per weight and row on the bench's shapes on two cores
-(bench/cpu_qmv.py), 3-6x MLX's two-stream kernel.
+(x is laid out so the values that one word holds meet contiguous x), each row of W read from memory
+once for all the rows that share it, the rows a few features ahead prefetched (an LLVM prefetch through
+a Numba intrinsic; weights streamed from memory then go as fast as cached ones). 0.06-0.08 ns per weight
+and row on the bench's shapes on two cores (bench/cpu_qmv.py), 4.5-5.4x MLX's two-stream kernel.
 
 Each output element is computed by one thread in one fixed order, whatever the thread count or the
 other rows of the call, so a row's bits do not depend on the batch it is in, on the threads, or on the
@@ -23,7 +24,8 @@ cpu_split.SplitQuantizedLinear's linear layers and output head, and the switch l
 sizes or dtypes) keeps MLX's kernel: supports().
 
 The kernels are compiled on first use (~1 s each) and cached on disk by Numba (next to this file, or
-its user-wide cache when that is not writable; NUMBA_CACHE_DIR moves it).
+its user-wide cache when that is not writable; NUMBA_CACHE_DIR moves it: `almanac model` commands set it
+to the data dir's cache/kernels).
 """
 
 from __future__ import annotations
@@ -73,16 +75,40 @@ def _prefetch():
     return prefetch
 
 
+# The prefetch the kernels call, bound before they compile: a module global, not a closure variable, as
+# Numba keys its cache by the values of a function's closure (an intrinsic's differs in every process).
+_PREFETCH = None
+
+
+@functools.cache
+def _no_prefetch():
+    import numba
+
+    @numba.njit(inline="always")
+    def no_prefetch(a, i, j, k):
+        pass
+
+    return no_prefetch
+
+
 @functools.cache
 def _kernel(bits: int, group_size: int):
     """The compiled product for one (bits, group size), compiled (or read from Numba's cache) here; without
     the prefetches where this LLVM does not take them."""
-    try:
-        kernel = _compile_kernel(bits, group_size, prefetching=True)
-        _smoke(kernel, bits, group_size)
-        return kernel
-    except Exception:  # a Numba or LLVM without this intrinsic: the same kernel without prefetches
-        return _compile_kernel(bits, group_size, prefetching=False)
+    global _PREFETCH
+    if _PREFETCH is None:
+        _PREFETCH = _prefetch()
+    if _PREFETCH is not _no_prefetch():
+        try:
+            kernel = _compile_kernel(bits, group_size, cache=True)
+            _smoke(kernel, bits, group_size)
+            return kernel
+        except Exception:  # a Numba or LLVM without this intrinsic: the same kernels without prefetches
+            _PREFETCH = _no_prefetch()
+    # Not cached: the cache holds the prefetching kernels under the same name.
+    kernel = _compile_kernel(bits, group_size, cache=False)
+    _smoke(kernel, bits, group_size)
+    return kernel
 
 
 def _smoke(kernel, bits: int, group_size: int) -> None:
@@ -107,15 +133,14 @@ def _smoke(kernel, bits: int, group_size: int) -> None:
         raise RuntimeError("the compiled product computed the wrong value")
 
 
-def _compile_kernel(bits: int, group_size: int, prefetching: bool):
+def _compile_kernel(bits: int, group_size: int, cache: bool):
     import numba
     from numba import prange
 
     values_per_word = 32 // bits
     words_per_group = group_size // values_per_word
     mask = np.uint32((1 << bits) - 1)
-    prefetch = _prefetch() if prefetching else None
-    ahead = PREFETCH_FEATURES if prefetching else 0
+    ahead = PREFETCH_FEATURES
 
     def product(xp, xsum, order, seg_start, seg_expert, weight, scales, biases, out):
         """out[order[p]] = x[p] @ W[e].T for the rows p of each segment and its expert e.
@@ -129,12 +154,12 @@ def _compile_kernel(bits: int, group_size: int, prefetching: bool):
             s = item // features
             f = item - s * features
             e = seg_expert[s]
-            if ahead and f + ahead < features:  # a later feature's weights, one 64-byte line at a time
+            if f + ahead < features:  # a later feature's weights, one 64-byte line at a time
                 for c in range(0, words, 16):
-                    prefetch(weight, e, f + ahead, c)
+                    _PREFETCH(weight, e, f + ahead, c)
                 for c in range(0, groups, 16):
-                    prefetch(scales, e, f + ahead, c)
-                    prefetch(biases, e, f + ahead, c)
+                    _PREFETCH(scales, e, f + ahead, c)
+                    _PREFETCH(biases, e, f + ahead, c)
             for p in range(seg_start[s], seg_start[s + 1]):
                 acc = np.float32(0.0)
                 for g in range(groups):
@@ -148,7 +173,7 @@ def _compile_kernel(bits: int, group_size: int, prefetching: bool):
 
     options = dict(parallel=True, fastmath=True, nogil=True)
     try:
-        return numba.njit(cache=True, **options)(product)
+        return numba.njit(cache=cache, **options)(product)
     except RuntimeError:  # no writable cache directory: compile in every process instead
         return numba.njit(**options)(product)
 

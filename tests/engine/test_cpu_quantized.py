@@ -240,3 +240,28 @@ def test_an_engines_prefill_unpacks_its_experts_on_the_kernel(checkpoints, arch,
     assert bool(unpacked) == (arch != "gpt_oss")
     assert got_tokens == want_tokens
     np.testing.assert_allclose(got_logits, want_logits, rtol=0, atol=1e-4)
+
+
+def test_where_llvm_lacks_the_prefetch_the_kernel_is_compiled_without_it(monkeypatch):
+    real, made = cpu_quantized._compile_kernel, []
+
+    def compile_kernel(bits, group_size, cache):
+        made.append(cpu_quantized._PREFETCH is cpu_quantized._no_prefetch())
+        if not made[-1]:
+            raise RuntimeError("no llvm.prefetch in this LLVM")  # as an older or newer LLVM might say
+        return real(bits, group_size, cache)
+
+    cpu_quantized._kernel(4, 64)  # the prefetch bound, as in any process that computed
+    monkeypatch.setattr(cpu_quantized, "_PREFETCH", cpu_quantized._PREFETCH)  # put back afterwards
+    monkeypatch.setattr(cpu_quantized, "_compile_kernel", compile_kernel)
+    plain = cpu_quantized._kernel.__wrapped__(4, 64)  # not the cached one
+    assert made == [False, True] and cpu_quantized._PREFETCH is cpu_quantized._no_prefetch()
+    weight, scales, biases = _quantized((3, 130, 256), 64, 4, seed=4)
+    w, s, b = (np.asarray(a) for a in (weight, scales, biases))
+    x = np.random.default_rng(3).standard_normal((5, 256), dtype=np.float32)
+    experts = np.array([2, 0, 2, 1, 0])
+    order = np.argsort(experts, kind="stable")
+    xp, xsum = cpu_quantized._layout(x[order], 64, 4)
+    out = np.empty((5, 130), dtype=np.float32)
+    plain(xp, xsum, order, np.array([0, 2, 3, 5]), np.array([0, 1, 2]), w, s, b, out)
+    np.testing.assert_allclose(out, cpu_quantized.products(x, experts, w, s, b, 64, 4), rtol=0, atol=1e-5)
