@@ -134,7 +134,6 @@ def _smoke(kernel, bits: int, group_size: int) -> None:
 
 
 def _compile_kernel(bits: int, group_size: int, cache: bool):
-    import numba
     from numba import prange
 
     values_per_word = 32 // bits
@@ -171,17 +170,12 @@ def _compile_kernel(bits: int, group_size: int, cache: bool):
                     acc += scales[e, f, g] * dot + biases[e, f, g] * xsum[p, g]
                 out[order[p], f] = acc
 
-    options = dict(parallel=True, fastmath=True, nogil=True)
-    try:
-        return numba.njit(cache=cache, **options)(product)
-    except RuntimeError:  # no writable cache directory: compile in every process instead
-        return numba.njit(**options)(product)
+    return _jit(product, cache, parallel=True, fastmath=True, nogil=True)
 
 
 @functools.cache
 def _unpacker(bits: int, group_size: int):
     """The compiled dequantize for one (bits, group size): one thread (it runs beside the CPU streams)."""
-    import numba
 
     values_per_word = 32 // bits
     words_per_group = group_size // values_per_word
@@ -200,10 +194,20 @@ def _unpacker(bits: int, group_size: int):
                     for n in range(values_per_word):
                         out[f, base + n] = np.float32((word >> np.uint32(bits * n)) & mask) * s + b
 
-    try:
-        return numba.njit(cache=True, nogil=True)(unpack)
-    except RuntimeError:  # no writable cache directory (as _kernel)
-        return numba.njit(nogil=True)(unpack)
+    return _jit(unpack, True, nogil=True)
+
+
+def _jit(function, cache: bool, **options):
+    """numba.njit(function), cached on disk when `cache` and a cache directory is writable (else compiled in
+    every process)."""
+    import numba
+
+    if cache:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # no writable cache directory
+            pass
+    return numba.njit(**options)(function)
 
 
 def dequantize_into(

@@ -24,6 +24,7 @@ skewed (a cache hits more): compare with a measured run (the bench prints both).
 
 from __future__ import annotations
 
+import itertools
 import json
 import mmap
 import os
@@ -145,7 +146,7 @@ def measure_compute(
     w, scales, biases = mats[0]
     # Count the bytes as stored (bf16 scales), as the forecast's byte counts are.
     weight_bytes = w.nbytes + (scales.size + biases.size) * 2
-    turn = [0]
+    turns = itertools.cycle(mats)
 
     streams = cpu_split.streams(parts)
     compiled = compiled_kernels() and cpu_quantized.supports(
@@ -154,8 +155,7 @@ def measure_compute(
 
     def products(x, tiny=None) -> int:
         """The engine's products on x at once (on the next copy of the weights, or on `tiny`); returns how many."""
-        turn[0] += 1
-        w, scales, biases = tiny or mats[turn[0] % copies]
+        w, scales, biases = tiny or next(turns)
         if dequant_matmul.enabled() and dequant_matmul.many_rows(x):
             outs = []
             for stream in streams:
