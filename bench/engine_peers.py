@@ -29,7 +29,14 @@ on the same prompt token ids (--prompts, 32 and 1,500 tokens by default):
   nunspark warm / cold    nunspark (PyPI) in a throwaway virtualenv with this interpreter's
                           mlx and mlx-lm versions, its expert budget --budget-gb
   llama.cpp warm / cold   the same weights exported as GGUF (Q4_1 holds MLX's 4-bit groups
-                          exactly), llama-cpp-python with mmap (--llama-python)
+                          exactly), llama-cpp-python with mmap (--llama-python); uncapped, the
+                          page cache keeps the whole mapped model after its first read, so it
+                          runs as resident (its peak RSS says so)
+  ..., same memory cap    almanac warm / cold with the cache, and llama.cpp warm / cold, each in
+                          a memory cgroup (bench/memory_cap.py) capped at 1.1x the peak RSS of
+                          almanac cold, cache in the same round (or --cap-gb): the page cache
+                          counts against the cap, so every engine gets the same bytes, as on a
+                          box where the model does not fit; its files are evicted first
 
 Columns: decode tok/s (and the ratio to resident taken within each round), prefill tok/s, time
 to first token, MB read per decode token, peak RSS (VmHWM of the run's process), and whether the
@@ -55,6 +62,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from memory_cap import CapUnavailable, MemoryCap  # noqa: E402
 
 SHAPES = {  # Qwen3-30B-A3B, but fewer layers and a smaller vocabulary
     "model_type": "qwen3_moe",
@@ -619,6 +629,8 @@ def worker(args) -> dict:
     )
 
 
+CAPPED = "same memory cap"  # the rows run in a memory cgroup (run_child's cap)
+
 # The MLX wheel's own BLAS (reference BLAS on Linux): mlx-lm as shipped, and the engine before cpu_blas.py.
 WHEEL_BLAS = {"ALMANAC_CPU_BLAS": "off"}  # an environment (the rows pass {"env": WHEEL_BLAS})
 MLX_KERNELS = {"ALMANAC_CPU_KERNELS": "off"}  # MLX's quantized kernels instead of the compiled ones
@@ -626,22 +638,58 @@ MLX_KERNELS = {"ALMANAC_CPU_KERNELS": "off"}  # MLX's quantized kernels instead 
 OPENBLAS_ROW = {"env": {"ALMANAC_CPU_BLAS": "off", "LD_PRELOAD": "libopenblas.so.0"}}
 
 
-def run_child(mode: str, directory: Path, python: str = sys.executable, env: dict | None = None, **opts) -> dict:
+def run_child(
+    mode: str,
+    directory: Path,
+    python: str = sys.executable,
+    env: dict | None = None,
+    cap: int | None = None,
+    files: list | None = None,
+    **opts,
+) -> dict:
+    """One run in its own process; with `cap`, in a memory cgroup of that many bytes (memory_cap.py), its
+    model's `files` evicted first so the page cache it fills is charged to it."""
     cmd = [python, __file__, "--worker", mode, "--dir", str(directory)]
     for k, v in opts.items():
         cmd += [f"--{k.replace('_', '-')}", str(v)]
-    out = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=ROOT,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **(env or {})),
-    )
-    if out.returncode != 0:
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"{mode} failed: {tail[:300]}", "stderr": out.stderr[-3000:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    group = None
+    if cap is not None:
+        try:
+            group = MemoryCap(cap)
+        except CapUnavailable as e:
+            return {"error": str(e)}
+        evict(files or [])
+    try:
+        out = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+            env=dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), **(env or {})),
+            preexec_fn=group.enter if group else None,
+        )
+        if group and group.ooms():
+            return {"error": f"{mode} killed by the kernel: over its {cap / 2**30:.2f} GB cap"}
+        if out.returncode != 0:
+            tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+            return {"error": f"{mode} failed: {tail[:300]}", "stderr": out.stderr[-3000:]}
+        result = json.loads(out.stdout.strip().splitlines()[-1])
+        if group:
+            result.update(cap=cap, cap_peak=group.peak())
+        return result
+    finally:
+        if group:
+            group.close()
+
+
+def cap_for(rows: dict, key: str, cap_gb: float) -> int | None:
+    """The capped rows' memory: --cap-gb, or (0) the peak RSS of row `key` of this round plus 10% (the
+    engine's own memory bound), in whole MiB; None when that row did not run."""
+    if cap_gb:
+        return int(cap_gb * 2**30)
+    run = rows.get(key, {})
+    return None if "error" in run else int(run["peak_rss"] * 1.1) // 2**20 * 2**20
 
 
 def llama_python(requested: str | None) -> tuple[str | None, str]:
@@ -756,6 +804,12 @@ def main() -> None:
     ap.add_argument("--long-rounds", type=int, default=1, help="rounds for longer prompts")
     ap.add_argument("--budget-gb", type=float, default=0.125, help="expert memory for the cache rows and nunspark")
     ap.add_argument("--batch", type=int, default=4, help="sequences in the batched row (0: none)")
+    ap.add_argument(
+        "--cap-gb",
+        type=float,
+        default=0.0,
+        help=f"memory of the rows '{CAPPED}' (0: 1.1x the round's almanac cold, cache peak RSS)",
+    )
     ap.add_argument("--llama-python", default=None, help="interpreter with llama-cpp-python and gguf")
     ap.add_argument("--nunspark-venv", type=Path, default=None, help="default: WORKDIR/nunspark-venv")
     ap.add_argument("--skip", default="", help="comma-separated peers to leave out: llama, nunspark")
@@ -766,7 +820,8 @@ def main() -> None:
         help="for prompts over 256 tokens, only these rows (comma-separated: resident, resident-openblas, warm, cold, "
         "cold-wheel-blas, cold-mlx-kernels, warm-cache, cold-cache, cold-1-thread, cold-prefetch, batch, "
         "nunspark-warm, nunspark-cold, "
-        "llama-warm, llama-cold); the others "
+        "llama-warm, llama-cold, warm-cache-capped, cold-cache-capped, llama-warm-capped, llama-cold-capped); "
+        "the others "
         "say they were skipped",
     )
     ap.add_argument("--json", type=Path, help="also write every run's figures here")
@@ -859,6 +914,16 @@ def main() -> None:
             for kind in ("warm", "cold"):
                 key = f"llama.cpp {kind}, {os.cpu_count()} threads, mmap"
                 plan.append((key, f"llama-{kind}", f"llama-{kind}", mlx_dir, llama_py, {}))
+            # The same memory for both: each in a cgroup capped at what almanac's cached row needed (cap_for).
+            almanac_files = [stream_dir / "model.safetensors", *expert_files]
+            for kind in ("warm", "cold"):
+                key = f"almanac {kind}, cache {budget}, {CAPPED}"
+                capped = {"cache_gb": args.budget_gb, "files": almanac_files}
+                plan.append((key, f"{kind}-cache-capped", kind, stream_dir, here, capped))
+            for kind in ("warm", "cold"):
+                key = f"llama.cpp {kind}, {os.cpu_count()} threads, mmap, {CAPPED}"
+                capped = {"files": [mlx_dir / GGUF_NAME]}
+                plan.append((key, f"llama-{kind}-capped", f"llama-{kind}", mlx_dir, llama_py, capped))
             why = {"nunspark": notes["nunspark"], "llama": notes["llama.cpp"], "resident": notes["OpenBLAS"]}
             rows = {}
             warm([mlx_dir / "model.safetensors"])
@@ -869,6 +934,12 @@ def main() -> None:
                     }
                 elif python is None:
                     rows[key] = {"error": why[mode.split("-")[0]]}
+                elif "files" in extra:
+                    cap = cap_for(rows, f"almanac cold, cache {budget}", args.cap_gb)
+                    if cap is None:
+                        rows[key] = {"error": f"no cap: almanac cold, cache {budget} did not run (or pass --cap-gb)"}
+                    else:
+                        rows[key] = run_child(mode, directory, python=python, cap=cap, **o, **extra)
                 else:
                     rows[key] = run_child(mode, directory, python=python, **o, **extra)
             rounds.append(rows)
@@ -898,6 +969,15 @@ def main() -> None:
                     f"{f['decode']['cold']['tok_per_s']:.2f} tok/s; prefill warm {p['warm']['tok_per_s']:.1f}, "
                     f"cold {p['cold']['tok_per_s']:.1f} tok/s (compare {key} warm/cold above)"
                 )
+        caps = {k: v for k, v in summary.items() if "error" not in v and v.get("cap")}
+        if caps:
+            print(
+                f"{CAPPED}: each run in a memory cgroup (bench/memory_cap.py) of 1.1x almanac cold, cache {budget}'s "
+                "peak RSS in its round unless --cap-gb; the group's peak, page cache included: "
+                + "; ".join(
+                    f"{k}: {(v['cap_peak'] or 0) / 2**30:.2f} of {v['cap'] / 2**30:.2f} GB" for k, v in caps.items()
+                )
+            )
         for k, v in summary.items():
             if "error" in v:
                 print(f"{k}: {v['error']}")

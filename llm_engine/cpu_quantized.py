@@ -197,6 +197,33 @@ def _unpacker(bits: int, group_size: int):
     return _jit(unpack, True, nogil=True)
 
 
+def prepare(modules, unpacking: bool) -> list[tuple[int, int]]:
+    """Compile (or read from Numba's cache) every kernel the quantized layers among `modules` will call, and
+    start Numba's threads, as the model loads: otherwise the first request pays for it (~0.3 s from the
+    cache, seconds to compile). unpacking: also the dequantize a prefill on OpenBLAS unpacks the switch
+    layers' experts with. Returns the (bits, group size) of the products prepared."""
+    import mlx.nn as nn
+
+    def kinds(*types):
+        return {
+            (m.bits, m.group_size)
+            for m in modules
+            if isinstance(m, types)
+            and getattr(m, "mode", "affine") == "affine"
+            and m.bits in BITS
+            and m.group_size in GROUP_SIZES
+        }
+
+    products = sorted(kinds(nn.QuantizedLinear, nn.QuantizedEmbedding, QuantizedSwitchLinear))
+    for bits, group_size in products:
+        _kernel(bits, group_size)
+    for bits, group_size in sorted(kinds(QuantizedSwitchLinear)) if unpacking else ():
+        one = np.ones((1, 1), np.float32)
+        out = np.empty((1, group_size), np.float32)
+        _unpacker(bits, group_size)(np.zeros((1, group_size * bits // 32), np.uint32), one, one, out)
+    return products
+
+
 def _jit(function, cache: bool, **options):
     """numba.njit(function), cached on disk when `cache` and a cache directory is writable (else compiled in
     every process)."""

@@ -12,8 +12,8 @@ import mlx.nn as nn
 from mlx.utils import tree_flatten
 
 from . import manifest as mf
-from . import cpu_attention, cpu_split
-from .device import cast_model, read_path
+from . import cpu_attention, cpu_quantized, cpu_split, dequant_matmul
+from .device import cast_model, compiled_kernels, read_path
 from .errors import CheckpointError, EngineError, UnsupportedModelError
 from .hot_list import Keeper
 from .memory import budget_bytes, parse_memory_gb, plan_memory, process_rss
@@ -419,6 +419,10 @@ def load(
         cast_model(model)
         cpu_split.split_linears(model, parts)
         cpu_attention.cut_attention(model, parts)
+        if compiled_kernels():  # the switch layers' own projections sit outside the model's tree
+            modules = [m for _, m in model.named_modules()]
+            modules += [m for _, inner in switches for _, m in inner.named_modules()]
+            cpu_quantized.prepare(modules, unpacking=dequant_matmul.enabled())
         del weights  # the stored (bf16) arrays: freed as each cast is evaluated, not at the end
         _materialize(model)
         trained_k = top_k_of(model, paths[0], int(config.get("num_experts_per_tok", 8))) if paths else 0

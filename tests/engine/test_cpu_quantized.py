@@ -72,20 +72,29 @@ def test_a_gather_computes_what_mlx_gather_qmm_computes_for_the_switch_layers_sh
     _close(got, want)
 
 
-def test_a_rows_bits_do_not_depend_on_its_batch_its_neighbours_or_the_threads():
+@pytest.mark.parametrize("bits", cpu_quantized.BITS)
+@pytest.mark.parametrize("group_size", cpu_quantized.GROUP_SIZES)
+def test_a_rows_bits_do_not_depend_on_its_batch_its_neighbours_or_the_threads(bits, group_size):
     """What keeps a batched decode equal to each sequence's single run, and an engine cut in CPU parts
     equal to one part: each output element is one thread's fixed-order sum over its own row."""
-    weight, scales, biases = _quantized((5, 130, 256), 64, 4, seed=1)
+    weight, scales, biases = _quantized((5, 130, 256), group_size, bits, seed=1)
     w, s, b = (np.asarray(a) for a in (weight, scales, biases))
     rng = np.random.default_rng(2)
     x = rng.standard_normal((12, 256), dtype=np.float32)
     experts = rng.integers(0, 5, size=12)
-    whole = cpu_quantized.products(x, experts, w, s, b, 64, 4, threads=2)
+    whole = cpu_quantized.products(x, experts, w, s, b, group_size, bits, threads=2)
     for rows in ([0], [3, 4], [11, 0, 5], list(range(12))[::-1]):
-        alone = cpu_quantized.products(x[rows], experts[rows], w, s, b, 64, 4, threads=1)
+        alone = cpu_quantized.products(x[rows], experts[rows], w, s, b, group_size, bits, threads=1)
         assert np.array_equal(alone, whole[rows]), rows
-    one = cpu_quantized.products(x[:1], None, w[2], s[2], b[2], 64, 4)
-    assert np.array_equal(one[0], cpu_quantized.products(x[:1], np.array([2]), w, s, b, 64, 4)[0])
+    one = cpu_quantized.products(x[:1], None, w[2], s[2], b[2], group_size, bits)
+    assert np.array_equal(one[0], cpu_quantized.products(x[:1], np.array([2]), w, s, b, group_size, bits)[0])
+    # Rows of one matrix: 1, 2, 3 and 5 at a time (pairs and a row left over), each equal to its row alone.
+    for n in (2, 3, 5):
+        batch = cpu_quantized.products(x[:n], None, w[1], s[1], b[1], group_size, bits)
+        for r in range(n):
+            assert np.array_equal(
+                batch[r], cpu_quantized.products(x[r : r + 1], None, w[1], s[1], b[1], group_size, bits)[0]
+            )
 
 
 def test_what_the_kernels_do_not_support_keeps_mlx_kernel_and_its_bits():
@@ -265,3 +274,18 @@ def test_where_llvm_lacks_the_prefetch_the_kernel_is_compiled_without_it(monkeyp
     out = np.empty((5, 130), dtype=np.float32)
     plain(xp, xsum, order, np.array([0, 2, 3, 5]), np.array([0, 1, 2]), w, s, b, out)
     np.testing.assert_allclose(out, cpu_quantized.products(x, experts, w, s, b, 64, 4), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["qwen3_moe", "gpt_oss"])
+def test_an_engine_prepares_its_kernels_as_it_loads(checkpoints, arch, monkeypatch):
+    """The kernels (and a prefill's unpacking) are compiled or read from Numba's cache by load(), not by the
+    first request: every (bits, group size) its products take is asked for before any token is computed,
+    and the first prefill asks for none that load did not."""
+    asked = []
+    real = cpu_quantized._kernel
+    monkeypatch.setattr(cpu_quantized, "_kernel", lambda bits, gs: asked.append((bits, gs)) or real(bits, gs))
+    with llm_engine.load(checkpoints.streamed(arch)) as engine:
+        at_load = set(asked)
+        assert at_load, "load prepared no kernel"
+        greedy_with_logits(engine.model, random_prompt(40, seed=3), 2)
+    assert set(asked) == at_load
