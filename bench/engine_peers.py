@@ -688,7 +688,7 @@ def cap_for(rows: dict, key: str, cap_gb: float) -> int | None:
     engine's own memory bound), in whole MiB; None when that row did not run."""
     if cap_gb:
         return int(cap_gb * 2**30)
-    run = rows.get(key, {})
+    run = rows.get(key) or {"error": "not run"}
     return None if "error" in run else int(run["peak_rss"] * 1.1) // 2**20 * 2**20
 
 
