@@ -80,13 +80,8 @@ class MemoryCap:
 
     def ooms(self) -> int:
         """Processes of the group the kernel killed for want of memory."""
-        if self.v2:
-            for line in (self.path / "memory.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-            return 0
-        for line in (self.path / "memory.oom_control").read_text().splitlines():
+        events = self.path / ("memory.events" if self.v2 else "memory.oom_control")
+        for line in events.read_text().splitlines():
             key, _, value = line.partition(" ")
             if key == "oom_kill":
                 return int(value)

@@ -88,7 +88,7 @@ def test_a_rows_bits_do_not_depend_on_its_batch_its_neighbours_or_the_threads(bi
         assert np.array_equal(alone, whole[rows]), rows
     one = cpu_quantized.products(x[:1], None, w[2], s[2], b[2], group_size, bits)
     assert np.array_equal(one[0], cpu_quantized.products(x[:1], np.array([2]), w, s, b, group_size, bits)[0])
-    # Rows of one matrix: 1, 2, 3 and 5 at a time (pairs and a row left over), each equal to its row alone.
+    # Rows of one matrix, 2, 3 and 5 at a time: each equal to its row alone.
     for n in (2, 3, 5):
         batch = cpu_quantized.products(x[:n], None, w[1], s[1], b[1], group_size, bits)
         for r in range(n):
